@@ -1,0 +1,1 @@
+"""Dataset kinds: how a snapshot's blobs are ingested and read."""

@@ -1,0 +1,176 @@
+"""The ``lines`` kind: any text file, read by line number."""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from quarry.errors import BadRequest, NotFound, OutOfRange, Unavailable
+from quarry.index.line_index import (
+    SCAN_BLOCK,
+    LineIndex,
+    LineIndexBuilder,
+    LineIndexInfo,
+    build_line_index_from_file,
+    choose_mode,
+)
+from quarry.store import CommitResult, LinkedFile, Part, Snapshot, Store
+
+KIND = "lines"
+MAX_LINE_NUMBER = (1 << 63) - 1
+Progress = Callable[[int], None]
+
+
+def parse_line_number(raw: str, base: int = 1) -> int:
+    """User line number (``base``-numbered, decimal) to a 0-based index; BadRequest if malformed."""
+    if not raw or len(raw) > 20 or not raw.isdigit() or not raw.isascii():
+        raise BadRequest(f"line number must be a {'positive' if base else 'non-negative'} "
+                         f"integer, got {raw[:40]!r}")
+    n = int(raw)
+    if n > MAX_LINE_NUMBER:
+        raise BadRequest(f"line number {raw[:40]} is beyond 2^63-1")
+    if n < base:
+        raise BadRequest(f"line numbers start at {base}, got {n}")
+    return n - base
+
+
+def _index_space_estimate(size: int) -> int:
+    # Lines average well over 16 bytes in real text; 8-byte offsets then cost < size / 2.
+    return size // 2 + (1 << 20)
+
+
+def _snapshot(name: str, size: int, sha: str, info: LineIndexInfo, parts: tuple[Part, ...],
+              link: LinkedFile | None, message: str, source: str | None) -> Snapshot:
+    meta: dict[str, Any] = {"lines": info.lines, "line_index": info.to_json()}
+    if source:
+        meta["source"] = source
+    return Snapshot(dataset=name, kind=KIND, parent=None, created=time.time(), size=size,
+                    sha256=sha, parts=parts, link=link, message=message, meta=meta)
+
+
+def put_lines(store: Store, name: str, path: Path | str, *, link: bool = False,
+              mode: str = "auto", message: str = "", progress: Progress | None = None,
+              expected_parent: object = None, check_parent: bool = False) -> CommitResult:
+    """Add a text file as a new version of ``name``: copied into the store, or linked in place."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {path}") from None
+    if not path.is_file():
+        raise BadRequest(f"not a regular file: {path}")
+    index_mode = choose_mode(mode, st.st_size)
+    store.ensure_space(_index_space_estimate(st.st_size) + (0 if link else st.st_size))
+    kw: dict[str, Any] = {"expected_parent": expected_parent} if check_parent else {}
+
+    with store.blobs.writer() as idx:
+        if link:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                info = build_line_index_from_file(
+                    f, idx.write, mode=index_mode, size_hint=st.st_size,
+                    on_block=digest.update, progress=progress)
+            after = path.stat()
+            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                raise Unavailable(f"{path} changed while it was being indexed; try again "
+                                  "once it is no longer written to")
+            sha = digest.hexdigest()
+            linked = LinkedFile(str(path.resolve()), st.st_size, st.st_mtime_ns, sha)
+            parts: tuple[Part, ...] = (Part("line-index", idx.commit(), idx.size),)
+            snap = _snapshot(name, st.st_size, sha, info, parts, linked, message, path.name)
+            return store.commit(snap, **kw)
+        with store.blobs.writer() as data, open(path, "rb") as f:
+            info = build_line_index_from_file(
+                f, idx.write, mode=index_mode, size_hint=st.st_size,
+                on_block=data.write, progress=progress)
+            data_id = data.commit()
+            parts = (Part("data", data_id, data.size), Part("line-index", idx.commit(), idx.size))
+        snap = _snapshot(name, data.size, data_id, info, parts, None, message, path.name)
+        return store.commit(snap, **kw)
+
+
+def put_lines_stream(store: Store, name: str, blocks: Iterable[bytes], *, mode: str = "auto",
+                     message: str = "", size_hint: int | None = None,
+                     expected_parent: object = None, check_parent: bool = False,
+                     lineage: tuple[dict[str, str], ...] = ()) -> CommitResult:
+    """Add text arriving in blocks (an HTTP body, stdin) as a new version of ``name``."""
+    index_mode = choose_mode(mode, size_hint)
+    if size_hint is not None:
+        store.ensure_space(size_hint + _index_space_estimate(size_hint))
+    else:
+        store.ensure_space(SCAN_BLOCK)
+    kw: dict[str, Any] = {"expected_parent": expected_parent} if check_parent else {}
+    with store.blobs.writer() as idx, store.blobs.writer() as data:
+        builder = LineIndexBuilder(idx.write, mode=index_mode, size_hint=size_hint)
+        for block in blocks:
+            data.write(block)
+            builder.feed(block)
+        info = builder.finish()
+        data_id = data.commit()
+        parts = (Part("data", data_id, data.size), Part("line-index", idx.commit(), idx.size))
+    snap = _snapshot(name, data.size, data_id, info, parts, None, message, None)
+    if lineage:
+        import dataclasses
+
+        snap = dataclasses.replace(snap, lineage=lineage)
+    return store.commit(snap, **kw)
+
+
+class LinesView:
+    """One ``lines`` snapshot opened for reading: data and offsets memory-mapped."""
+
+    def __init__(self, store: Store, version: str, snap: Snapshot) -> None:
+        if snap.kind != KIND:
+            raise BadRequest(f"{snap.dataset} is a {snap.kind} dataset, not lines")
+        self.version = version
+        self.snapshot = snap
+        self.dataset = snap.dataset
+        self.info = LineIndexInfo.from_json(snap.meta["line_index"])
+        self.lines = self.info.lines
+        self.link = snap.link
+        data_path = Path(snap.link.path) if snap.link else store.blobs.path(snap.part("data").blob)
+        self._data_path = data_path
+        self.check()
+        self._data: mmap.mmap | bytes = _map(data_path)
+        self._offsets = _map(store.blobs.path(snap.part("line-index").blob))
+        self.index = LineIndex(self.info, memoryview(self._offsets), self._data)
+
+    def check(self) -> None:
+        """For linked files: refuse to serve once the file no longer is what was indexed."""
+        link = self.link
+        if link is None:
+            return
+        try:
+            st = os.stat(link.path)
+        except OSError:
+            raise Unavailable(f"the linked file of {self.dataset} is gone; re-add it with "
+                              "`quarry put --link`") from None
+        if st.st_size != link.size or st.st_mtime_ns != link.mtime_ns:
+            raise Unavailable(f"the linked file of {self.dataset} changed since it was indexed "
+                              f"(size or mtime differ); re-add it with `quarry put --link`")
+
+    def line(self, i: int) -> bytes:
+        """0-based line ``i``; OutOfRange past the end."""
+        if i >= self.lines:
+            raise OutOfRange(f"line {i} is beyond the end of {self.dataset} "
+                             f"({self.lines} lines)", lines=self.lines)
+        if self.link is not None:
+            self.check()
+        return self.index.line(i)
+
+    def describe(self) -> dict[str, Any]:
+        return {"lines": self.lines, "index": self.info.to_json(),
+                "linked": self.link is not None}
+
+
+def _map(path: Path) -> mmap.mmap | bytes:
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)

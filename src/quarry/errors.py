@@ -1,0 +1,85 @@
+"""Typed errors, mapped once to HTTP statuses and CLI exit codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class QuarryError(Exception):
+    """Base of every error Quarry reports to a user.
+
+    ``status`` is the HTTP status the server answers with, ``exit_code`` what the CLI
+    exits with; ``error`` is a short machine-friendly name, ``detail`` the human sentence.
+    """
+
+    status = 500
+    exit_code = 1
+    error = "internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.error, "detail": self.detail}
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(QuarryError):
+    status = 400
+    exit_code = 2
+    error = "bad request"
+
+
+class NotFound(QuarryError):
+    status = 404
+    exit_code = 3
+    error = "not found"
+
+
+class Conflict(QuarryError):
+    status = 409
+    exit_code = 4
+    error = "conflict"
+
+
+class PreconditionFailed(QuarryError):
+    status = 412
+    exit_code = 4
+    error = "precondition failed"
+
+
+class OutOfRange(QuarryError):
+    """A line or row number past the end (the line server's historical 413)."""
+
+    status = 413
+    exit_code = 5
+    error = "out of range"
+
+
+class PayloadTooLarge(QuarryError):
+    status = 413
+    exit_code = 2
+    error = "payload too large"
+
+
+class Unavailable(QuarryError):
+    """The data behind a dataset cannot be served as recorded (e.g. a linked file changed)."""
+
+    status = 503
+    exit_code = 6
+    error = "unavailable"
+
+
+class InsufficientStorage(QuarryError):
+    status = 507
+    exit_code = 7
+    error = "insufficient storage"
+
+
+class Corrupt(QuarryError):
+    status = 500
+    exit_code = 8
+    error = "corrupt data"

@@ -1,0 +1,1 @@
+"""Indexes built per snapshot and stored as blobs beside the data."""

@@ -1,0 +1,52 @@
+"""Crash-safe file writes: temp file in the same folder tree, fsync, rename, fsync dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from quarry.errors import InsufficientStorage
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_path(tmp_dir: Path, hint: str = "") -> Path:
+    return tmp_dir / f"{uuid.uuid4().hex}{hint}.tmp"
+
+
+def atomic_write_bytes(dest: Path, data: bytes, tmp_dir: Path, *, durable: bool = True) -> None:
+    """Write ``data`` to ``dest`` so that readers see the old file or the new one, never half."""
+    tmp = temp_path(tmp_dir)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(dest.parent)
+
+
+def ensure_free_space(path: Path, needed: int, reserve: int) -> None:
+    """Refuse a write that would leave less than ``reserve`` bytes free on ``path``'s disk."""
+    free = shutil.disk_usage(path).free
+    if free - needed < reserve:
+        raise InsufficientStorage(
+            f"not enough free disk space in {path.name!s}: need {needed} bytes plus a reserve "
+            f"of {reserve}, but only {free} are free; nothing was written",
+            free_bytes=free,
+            needed_bytes=needed,
+        )

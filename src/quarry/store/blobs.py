@@ -1,0 +1,118 @@
+"""Content-addressed blobs: the file name is the SHA-256 of the content."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from quarry.errors import Corrupt, NotFound
+from quarry.store.atomic import fsync_dir, temp_path
+
+READ_BLOCK = 8 << 20
+
+
+class BlobWriter:
+    """Streams bytes into a temp file while hashing them; ``commit`` names it by its hash.
+
+    Nothing is visible in the blob folder until ``commit``: a crash leaves only a temp file,
+    which ``Store.clean_tmp`` removes.
+    """
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self._tmp = temp_path(store.tmp_dir, ".blob")
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.blob_id: str | None = None
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+        self._file.write(data)
+        self.size += len(data)
+
+    def commit(self) -> str:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        blob_id = self._hash.hexdigest()
+        dest = self._store.path(blob_id)
+        if dest.exists():
+            # Same content already stored: keep the existing file, drop ours.
+            self._tmp.unlink(missing_ok=True)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self._tmp, 0o444)
+            os.replace(self._tmp, dest)
+            fsync_dir(dest.parent)
+        self.blob_id = blob_id
+        return blob_id
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None or self.blob_id is None:
+            self.abort()
+
+
+class BlobStore:
+    def __init__(self, root: Path, tmp_dir: Path) -> None:
+        self.root = root
+        self.tmp_dir = tmp_dir
+        root.mkdir(parents=True, exist_ok=True)
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, blob_id: str) -> Path:
+        return self.root / blob_id[:2] / blob_id
+
+    def exists(self, blob_id: str) -> bool:
+        return self.path(blob_id).exists()
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def put_bytes(self, data: bytes) -> str:
+        with self.writer() as w:
+            w.write(data)
+            return w.commit()
+
+    def read_bytes(self, blob_id: str) -> bytes:
+        try:
+            return self.path(blob_id).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"blob {blob_id[:12]} is missing from the store") from None
+
+    def size(self, blob_id: str) -> int:
+        return self.path(blob_id).stat().st_size
+
+    def ids(self) -> Iterator[str]:
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir():
+                for f in sorted(sub.iterdir()):
+                    yield f.name
+
+    def verify(self, blob_id: str) -> None:
+        """Re-hash a blob; raise ``Corrupt`` if its content no longer matches its name."""
+        h = hashlib.sha256()
+        try:
+            with open(self.path(blob_id), "rb") as f:
+                while block := f.read(READ_BLOCK):
+                    h.update(block)
+        except FileNotFoundError:
+            raise Corrupt(f"blob {blob_id} is missing") from None
+        if h.hexdigest() != blob_id:
+            raise Corrupt(f"blob {blob_id} is damaged: its content hashes to {h.hexdigest()}")
