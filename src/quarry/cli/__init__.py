@@ -1,0 +1,19 @@
+"""The ``quarry`` command. Each module of this package registers its commands on ``app``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from quarry.cli import lines
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Quarry: serve big, immutable, versioned datasets fast.")
+
+for module in (lines,):
+    module.register(app)
+
+
+def main() -> Any:
+    return app()

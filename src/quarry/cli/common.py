@@ -1,0 +1,74 @@
+"""What every CLI command shares: consoles, options, error mapping, progress bars."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from quarry.errors import BadRequest, QuarryError
+
+out = Console()
+err = Console(stderr=True)
+
+PROGRESS_ABOVE = 100 << 20
+DEFAULT_DATA = Path("quarry-data")
+
+DataOpt = Annotated[Path, typer.Option("--data", envvar="QUARRY_HOME",
+                                       help="Data folder (default ./quarry-data).")]
+IndexOpt = Annotated[str, typer.Option("--index", help="Line index: auto, dense or sparse.")]
+BaseOpt = Annotated[int, typer.Option("--index-base", help="Number lines from 0 or 1.")]
+
+
+def fail(e: QuarryError) -> None:
+    err.print(f"[red]error:[/red] {e.detail}", highlight=False, markup=True)
+    raise typer.Exit(e.exit_code)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Turn Quarry errors into a message on stderr and the error's exit code."""
+    try:
+        yield
+    except QuarryError as e:
+        fail(e)
+    except OSError as e:
+        err.print(f"[red]error:[/red] {e.strerror or e}: {e.filename or ''}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A byte progress bar on stderr for work over ~100 MB; None (no bar) below that."""
+    if total < PROGRESS_ABOVE:
+        yield None
+        return
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def dataset_name_for(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._") or "lines"
+    if not stem[0].isalnum():
+        stem = "f" + stem
+    return stem[:100]
+
+
+def check_base(index_base: int) -> int:
+    if index_base not in (0, 1):
+        raise BadRequest(f"--index-base must be 0 or 1, got {index_base}")
+    return index_base

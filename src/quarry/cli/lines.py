@@ -1,0 +1,163 @@
+"""Commands for line datasets and the server: put, get, ls, info, serve."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from quarry.cli.common import (
+    DEFAULT_DATA,
+    BaseOpt,
+    DataOpt,
+    IndexOpt,
+    check_base,
+    dataset_name_for,
+    errors,
+    out,
+    progress_bar,
+)
+from quarry.datasets.lines import parse_line_number, put_lines, put_lines_stream
+from quarry.engine import Engine
+from quarry.errors import BadRequest
+from quarry.store import CommitResult, Store
+from quarry.store.refs import check_dataset_name
+
+
+def _put_file(store: Store, name: str, file: Path, link: bool, index: str,
+              message: str) -> CommitResult:
+    check_dataset_name(name)
+    if str(file) == "-":
+        if link:
+            raise BadRequest("--link needs a file, not standard input")
+        blocks = iter(lambda: sys.stdin.buffer.read(8 << 20), b"")
+        return put_lines_stream(store, name, blocks, mode=index, message=message)
+    size = file.stat().st_size if file.is_file() else 0
+    with progress_bar(size, f"indexing {file.name}") as progress:
+        return put_lines(store, name, file, link=link, mode=index, message=message,
+                         progress=progress)
+
+
+def _report(res: CommitResult) -> None:
+    lines = res.snapshot.meta.get("lines")
+    what = "new version" if res.created else "unchanged, no new version"
+    out.print(f"{res.snapshot.dataset}: {what} {res.version[:12]} "
+              f"({res.snapshot.size} bytes, {lines} lines)", highlight=False)
+
+
+def _demo_file() -> Path:
+    return Path(str(resources.files("quarry") / "demo" / "frankenstein.txt"))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def put(
+        name: Annotated[str, typer.Argument(help="Dataset name, e.g. weblogs or qplan/raw.")],
+        file: Annotated[Path, typer.Argument(help="Text file to add ('-' for standard input).")],
+        link: Annotated[bool, typer.Option(
+            "--link", help="Index the file in place, no copy.")] = False,
+        index: IndexOpt = "auto",
+        message: Annotated[str, typer.Option("--message", "-m")] = "",
+        data: DataOpt = DEFAULT_DATA,
+    ) -> None:
+        """Add FILE as a new version of dataset NAME (a lines dataset)."""
+        with errors():
+            _report(_put_file(Store(data), name, file, link, index, message))
+
+
+    @app.command()
+    def get(
+        name: str,
+        n: Annotated[str, typer.Argument(help="Line number.")],
+        count: Annotated[int, typer.Option("--count", "-c", min=1, max=1_000_000)] = 1,
+        version: Annotated[str | None, typer.Option("--version", "-v")] = None,
+        index_base: BaseOpt = 1,
+        data: DataOpt = DEFAULT_DATA,
+    ) -> None:
+        """Print line N of dataset NAME (or COUNT lines from N)."""
+        with errors():
+            view = Engine(Store(data)).lines(name, version)
+            i = parse_line_number(n, check_base(index_base))
+            first = view.line(i)
+            if count == 1:
+                sys.stdout.buffer.write(first + b"\n")
+            else:
+                for piece in view.index.iter_text(i, count):
+                    sys.stdout.buffer.write(piece)
+            sys.stdout.flush()
+
+
+    @app.command("ls")
+    def list_datasets(
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        data: DataOpt = DEFAULT_DATA,
+    ) -> None:
+        """List datasets with their kind, size and version."""
+        with errors():
+            rows = Engine(Store(data)).datasets()
+            if as_json:
+                out.print_json(orjson.dumps(rows).decode())
+                return
+            table = Table("name", "kind", "version", "size", "lines", "versions")
+            for r in rows:
+                table.add_row(r["name"], r["kind"], r["version"][:12], f"{r['size']:,}",
+                              f"{r.get('lines', '')}", str(r["versions"]))
+            out.print(table)
+
+
+    @app.command()
+    def info(name: str, data: DataOpt = DEFAULT_DATA) -> None:
+        """Show a dataset's metadata as JSON."""
+        with errors():
+            out.print_json(orjson.dumps(Engine(Store(data)).describe(name)).decode())
+
+
+
+    @app.command()
+    def serve(
+        file: Annotated[Path | None, typer.Argument(
+            help="Text file to serve (added first).")] = None,
+        data: DataOpt = DEFAULT_DATA,
+        host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+        workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
+        index_base: BaseOpt = 1,
+        name: Annotated[str | None, typer.Option("--name", help="Dataset name for FILE.")] = None,
+        default: Annotated[str | None, typer.Option(
+            "--default", help="Dataset answered by /lines/<n>.")] = None,
+        link: Annotated[bool, typer.Option("--link", help="Index FILE in place.")] = False,
+        index: IndexOpt = "auto",
+        demo: Annotated[bool, typer.Option("--demo", help="Serve the bundled demo file.")] = False,
+    ) -> None:
+        """Serve FILE and every dataset in the data folder over HTTP."""
+        from quarry.server.runner import run
+        from quarry.server.settings import ServeSettings
+
+        with errors():
+            check_base(index_base)
+            store = Store(data)
+            if demo and file is None:
+                file = _demo_file()
+                name = name or "demo"
+            if file is not None:
+                name = name or dataset_name_for(file)
+                _report(_put_file(store, name, file, link, index, "added by quarry serve"))
+                default = default or name
+            if default is None:
+                lines = [d for d in store.datasets() if store.snapshot(
+                    store.require_head(d)).kind == "lines"]
+                default = lines[0] if len(lines) == 1 else None
+            if default is not None:
+                store.require_head(default)
+            settings = ServeSettings(data=str(data.resolve()), host=host, port=port,
+                                     workers=workers, index_base=index_base,
+                                     default_dataset=default)
+            out.print(f"serving {len(store.datasets())} dataset(s) from {data} on "
+                      f"http://{host}:{port} (default: {default or 'none'}; "
+                      f"{workers} worker(s); API docs at /docs)", highlight=False)
+        run(settings)
