@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 import quarry
-from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
-from quarry.errors import BadRequest, NotFound, QuarryError
+from quarry.errors import BadRequest, QuarryError
 from quarry.server.hotpath import HotRoutes
 from quarry.server.responses import error_body
+from quarry.server.routes import datasets, lines
 from quarry.server.settings import ServeSettings
 
-TEXT_TYPE = "text/plain; charset=utf-8"
+# Route groups, in the order they are matched.
+ROUTES = (lines, datasets)  # datasets last: its /datasets/{name} is a catch-all
 
 
 class QuarryApp:
@@ -36,11 +34,6 @@ class QuarryApp:
 
 def _error(err: QuarryError) -> Response:
     return Response(error_body(err), status_code=err.status, media_type="application/json")
-
-
-def _stream_line(line: bytes, piece: int = 1 << 20) -> Iterator[bytes]:
-    for i in range(0, len(line), piece):
-        yield line[i : i + piece]
 
 
 def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
@@ -67,56 +60,8 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
         return JSONResponse({"error": names.get(exc.status_code, "error"), "detail": detail},
                             status_code=exc.status_code)
 
-    def line_response(dataset: str | None, n: str, version: str | None) -> Response:
-        if dataset is None:
-            raise NotFound("no default dataset: serve a file, or name one with --default, "
-                           "or use /datasets/<name>/lines/<n>")
-        i = parse_line_number(n, base)
-        line = engine.lines(dataset, version).line(i)
-        if len(line) > (1 << 20):
-            return StreamingResponse(_stream_line(line), media_type=TEXT_TYPE)
-        return Response(line, media_type=TEXT_TYPE)
-
-    @api.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": quarry.__version__,
-                "datasets": len(engine.store.datasets())}
-
-    @api.get("/lines/{n}", tags=["lines"], response_class=Response,
-             summary="Line n of the default dataset (text/plain, no line ending)")
-    def default_line(n: str, version: str | None = None) -> Response:
-        return line_response(settings.default_dataset, n, version)
-
-    @api.get("/datasets", tags=["datasets"])
-    def list_datasets() -> list[dict[str, Any]]:
-        return engine.datasets()
-
-    @api.get("/datasets/{name:path}/lines/{n}", tags=["lines"], response_class=Response,
-             summary="Line n of a dataset (text/plain, no line ending)")
-    def dataset_line(name: str, n: str, version: str | None = None) -> Response:
-        return line_response(name, n, version)
-
-    @api.get("/datasets/{name:path}/lines", tags=["lines"], response_class=Response,
-             summary="A range of lines, streamed as newline-terminated text")
-    def dataset_lines(
-        name: str,
-        start: str = Query(..., description=f"first line ({base}-based)"),
-        count: int = Query(100, ge=1, le=settings.max_range_count),
-        version: str | None = None,
-    ) -> Response:
-        i = parse_line_number(start, base)
-        view = engine.lines(name, version)
-        if i >= view.lines:
-            view.line(i)  # raises OutOfRange with the line count
-        view.check()
-        headers = {"x-quarry-version": view.version,
-                   "x-quarry-lines": str(min(count, view.lines - i))}
-        return StreamingResponse(view.index.iter_text(i, count), media_type=TEXT_TYPE,
-                                 headers=headers)
-
-    @api.get("/datasets/{name:path}", tags=["datasets"])
-    def describe_dataset(name: str) -> dict[str, Any]:
-        return engine.describe(name)
+    for module in ROUTES:
+        module.install(api, engine, settings)
 
     return QuarryApp(api, engine, hot)
 

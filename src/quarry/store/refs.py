@@ -19,10 +19,21 @@ _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 DATASET_NAME = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT}){{0,7}}")
 ALIAS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
 HEAD = "@HEAD"
+# Segments that name routes below a dataset (/datasets/<name>/lines/...), so no dataset
+# name may contain them as a segment.
+RESERVED_SEGMENTS = frozenset({
+    "lines", "versions", "aliases", "data", "query", "join", "stats", "keys", "records",
+    "find", "events", "shards", "explain",
+})
 ALIASES = "@aliases"
 
 
 def check_dataset_name(name: str) -> str:
+    if any(seg in RESERVED_SEGMENTS for seg in name.split("/")):
+        raise BadRequest(
+            f"invalid dataset name {name[:80]!r}: segments may not be one of "
+            f"{', '.join(sorted(RESERVED_SEGMENTS))}"
+        )
     if not DATASET_NAME.fullmatch(name) or ".." in name:
         raise BadRequest(
             f"invalid dataset name {name[:80]!r}: use letters, digits, '.', '_', '-' "

@@ -1,0 +1,1 @@
+"""HTTP route groups. Each module has ``install(api, engine, settings)``; app.py lists them."""
