@@ -17,6 +17,8 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
+from quarry.errors import BadRequest
+
 BOM = b"\xef\xbb\xbf"
 SCAN_BLOCK = 16 << 20
 SPARSE_EVERY = 64
@@ -50,7 +52,7 @@ def choose_mode(mode: str, size_hint: int | None) -> Mode:
     if mode == "auto":
         return "sparse" if size_hint is not None and size_hint > AUTO_SPARSE_ABOVE else "dense"
     if mode not in ("dense", "sparse"):
-        raise ValueError(f"unknown line index mode {mode!r}")
+        raise BadRequest(f"unknown line index mode {mode!r}: use auto, dense or sparse")
     return mode  # type: ignore[return-value]
 
 
