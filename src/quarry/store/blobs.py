@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
@@ -41,8 +42,11 @@ class BlobWriter:
         blob_id = self._hash.hexdigest()
         dest = self._store.path(blob_id)
         if dest.exists():
-            # Same content already stored: keep the existing file, drop ours.
+            # Same content already stored: keep the existing file, drop ours. Touch it so gc's
+            # grace period protects it until the commit that is about to reference it.
             self._tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.utime(dest)
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(self._tmp, 0o444)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import re
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +17,7 @@ from pathlib import Path
 from quarry.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from quarry.store.atomic import atomic_write_bytes, ensure_free_space
 from quarry.store.blobs import BlobStore
+from quarry.store.journal import ALIAS, COMMIT, Event, Journal
 from quarry.store.manifest import Snapshot
 from quarry.store.refs import RefStore, check_alias_name, check_dataset_name
 
@@ -50,6 +55,34 @@ class Store:
             else int(env_reserve) if env_reserve else 64 << 20
         )
         self._load = lru_cache(maxsize=4096)(self._load_uncached)
+        self.journal = Journal(self.root / "events" / "journal.jsonl")
+        # Called (in the committing thread) after an event is journaled; e.g. to wake a
+        # publisher at once instead of at its next poll. Errors in them never fail a write.
+        self.listeners: list[Callable[[Event], None]] = []
+
+    # -- events ----------------------------------------------------------------------------
+    def publish(self, event: Event) -> None:
+        self.journal.append(event)
+        self._notify(event)
+
+    def _notify(self, event: Event) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception as e:  # a listener's bug must not undo a finished commit
+                print(f"quarry: event listener failed: {e!r}", file=sys.stderr)
+
+    @contextmanager
+    def gc_lock(self, *, exclusive: bool = False) -> Iterator[None]:
+        """Commits hold this shared; ``gc`` holds it exclusive, so it never deletes a blob
+        between a writer's check that the blob exists and the commit that references it."""
+        fd = os.open(self.refs.locks / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     # -- space -----------------------------------------------------------------------------
     def ensure_space(self, needed: int) -> None:
@@ -108,7 +141,11 @@ class Store:
         serialised and each is recorded on top of whatever HEAD is when it gets the lock.
         """
         check_dataset_name(snap.dataset)
-        with self.refs.lock(snap.dataset):
+        with self.gc_lock(), self.refs.lock(snap.dataset):
+            for part in snap.parts:
+                if not self.blobs.exists(part.blob):
+                    raise Conflict(f"blob {part.blob[:12]} of the new {snap.dataset} version "
+                                   "vanished before the commit (a concurrent gc?); retry")
             head = self.refs.get(snap.dataset)
             if expected_parent is not _UNSET and expected_parent != head:
                 raise PreconditionFailed(
@@ -123,13 +160,23 @@ class Store:
             snap = dataclasses.replace(snap, parent=head)
             version = self.save_snapshot(snap)
             self.refs.set_locked(snap.dataset, None, version)
+            # Journaled under the dataset lock, so a dataset's events are in commit order.
+            event = Event(snap.dataset, COMMIT, version, head, snap.size, snap.created,
+                          {"kind": snap.kind, "message": snap.message})
+            self.journal.append(event)
+        self._notify(event)
         return CommitResult(version, snap, created=True)
 
     def history(self, dataset: str, limit: int | None = None) -> list[tuple[str, Snapshot]]:
         out: list[tuple[str, Snapshot]] = []
         version = self.refs.get(dataset)
         while version is not None and (limit is None or len(out) < limit):
-            snap = self.snapshot(version)
+            try:
+                snap = self.snapshot(version)
+            except NotFound:
+                if not out:
+                    raise
+                break  # older versions were removed by gc: history ends here
             out.append((version, snap))
             version = snap.parent
         return out
@@ -165,6 +212,24 @@ class Store:
     def set_alias(self, dataset: str, alias: str, version: str | None) -> str:
         check_alias_name(alias)
         target = self.resolve(dataset, version)
+        self.ensure_space(1 << 16)
         with self.refs.lock(dataset):
+            previous = self.refs.get(dataset, alias)
             self.refs.set_locked(dataset, alias, target)
+            event = Event(dataset, ALIAS, target, previous, self.snapshot(target).size,
+                          extra={"alias": alias})
+            self.journal.append(event)
+        self._notify(event)
         return target
+
+    def delete_alias(self, dataset: str, alias: str) -> str:
+        check_alias_name(alias)
+        with self.refs.lock(dataset):
+            previous = self.refs.get(dataset, alias)
+            if previous is None:
+                raise NotFound(f"{dataset} has no alias {alias!r}")
+            self.refs.set_locked(dataset, alias, None)
+            event = Event(dataset, ALIAS, None, previous, None, extra={"alias": alias})
+            self.journal.append(event)
+        self._notify(event)
+        return previous
