@@ -13,11 +13,11 @@ from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError
 from quarry.server.hotpath import HotRoutes
 from quarry.server.responses import error_body
-from quarry.server.routes import datasets, lines
+from quarry.server.routes import datasets, events, lines, versions
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched.
-ROUTES = (lines, datasets)  # datasets last: its /datasets/{name} is a catch-all
+ROUTES = (lines, versions, events, datasets)  # datasets last: /datasets/{name} catches all
 
 
 class QuarryApp:
