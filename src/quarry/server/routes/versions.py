@@ -6,7 +6,6 @@ Installed before ``datasets``: the catch-all ``/datasets/{name}`` would shadow t
 from __future__ import annotations
 
 import errno
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,8 +18,8 @@ from quarry.datasets.kinds import WriteOptions, kind_for_put
 from quarry.engine import Engine
 from quarry.errors import BadRequest, InsufficientStorage, NotFound, PreconditionFailed
 from quarry.server.settings import ServeSettings
-from quarry.store import CommitResult, Snapshot
 from quarry.store.refs import check_dataset_name
+from quarry.versions import commit_json, version_json
 
 DEFAULT_KIND = "document"
 # Small data is read and sent in one piece: cheaper than a file response's thread hops.
@@ -31,28 +30,6 @@ MAX_MESSAGE = 4096
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json",
                     headers=headers)
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
-
-
-def version_json(version: str, snap: Snapshot, aliases: list[str]) -> dict[str, Any]:
-    return {"version": version, "parent": snap.parent, "time": _iso(snap.created),
-            "created": snap.created, "size": snap.size, "kind": snap.kind,
-            "message": snap.message, "lineage": [dict(x) for x in snap.lineage],
-            "aliases": aliases}
-
-
-def commit_json(res: CommitResult) -> dict[str, Any]:
-    snap = res.snapshot
-    return {"dataset": snap.dataset, "version": res.version, "parent": snap.parent,
-            "kind": snap.kind, "size": snap.size, "created": res.created,
-            "status": "created" if res.created else "unchanged",
-            "detail": (f"new version {res.version[:12]}" if res.created else
-                       f"unchanged: the data equals version {res.version[:12]}; "
-                       "no new version was made")}
 
 
 def _content_length(request: Request) -> int | None:
