@@ -274,6 +274,8 @@ class Pipelines:
                 if proc.poll() is None:
                     _kill_group(proc)
                     proc.wait()
+                if proc.stdout is not None:
+                    proc.stdout.close()
             if rc != 0:
                 err.seek(0)
                 tail = err.read()[-2000:].decode("utf-8", "replace").strip()
