@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import fcntl
 import os
@@ -39,14 +40,24 @@ class CommitResult:
 
 
 class Store:
-    """A data folder. Nothing in it is modified in place; every write is temp+fsync+rename."""
+    """A data folder. Nothing in it is modified in place; every write is temp+fsync+rename.
 
-    def __init__(self, root: Path | str | None = None, *, min_free_bytes: int | None = None):
+    ``durable=False`` (or ``QUARRY_FSYNC=0``) skips the fsyncs: writes stay atomic, so a killed
+    process never leaves a half-made version, but a power loss may lose the latest ones (the
+    guarantee git gives by default). Each fsync costs milliseconds on many disks.
+    """
+
+    def __init__(self, root: Path | str | None = None, *, min_free_bytes: int | None = None,
+                 durable: bool | None = None):
         self.root = Path(root) if root is not None else default_home()
         self.root.mkdir(parents=True, exist_ok=True)
+        if durable is None:
+            durable = os.environ.get("QUARRY_FSYNC", "1").lower() not in ("0", "false", "no")
+        self.durable = durable
         self.tmp_dir = self.root / "tmp"
-        self.blobs = BlobStore(self.root / "blobs", self.tmp_dir)
-        self.refs = RefStore(self.root / "refs", self.root / "locks", self.tmp_dir)
+        self.blobs = BlobStore(self.root / "blobs", self.tmp_dir, durable=durable)
+        self.refs = RefStore(self.root / "refs", self.root / "locks", self.tmp_dir,
+                             durable=durable)
         self.manifests = self.root / "manifests"
         self.manifests.mkdir(exist_ok=True)
         env_reserve = os.environ.get("QUARRY_MIN_FREE_BYTES")
@@ -55,6 +66,7 @@ class Store:
             else int(env_reserve) if env_reserve else 64 << 20
         )
         self._load = lru_cache(maxsize=4096)(self._load_uncached)
+        self._ids: dict[str, tuple[str, tuple[str, ...]]] = {}
         self.journal = Journal(self.root / "events" / "journal.jsonl")
         # Called (in the committing thread) after an event is journaled; e.g. to wake a
         # publisher at once instead of at its next poll. Errors in them never fail a write.
@@ -117,7 +129,7 @@ class Store:
         version = snap.id
         path = self._manifest_path(version)
         if not path.exists():
-            atomic_write_bytes(path, raw, self.tmp_dir)
+            atomic_write_bytes(path, raw, self.tmp_dir, durable=self.durable)
         return version
 
     # -- datasets and versions -------------------------------------------------------------
@@ -181,6 +193,18 @@ class Store:
             version = snap.parent
         return out
 
+    def _history_ids(self, dataset: str, head: str) -> tuple[str, ...]:
+        # A history below a given HEAD never changes (versions are immutable), so prefix
+        # lookups reuse it until HEAD moves; gc clears it.
+        hit = self._ids.get(dataset)
+        if hit is not None and hit[0] == head:
+            return hit[1]
+        hist = self.history(dataset)
+        ids = tuple(sorted(vid for vid, _ in hist))  # sorted: prefixes are found by bisection
+        if hist and hist[0][0] == head:
+            self._ids[dataset] = (head, ids)
+        return ids
+
     def resolve(self, dataset: str, version: str | None = None) -> str:
         """Turn HEAD, an alias, a full id or a unique prefix (≥ 5 hex digits) into an id."""
         head = self.require_head(dataset)
@@ -195,7 +219,18 @@ class Store:
                 raise BadRequest(f"version prefix {version!r} is too short: give at least "
                                  f"{MIN_PREFIX} hex digits")
             raise NotFound(f"{dataset} has no version or alias named {version[:80]!r}")
-        candidates = {vid for vid, _ in self.history(dataset) if vid.startswith(v)}
+        if len(v) == 64:
+            try:
+                if self.snapshot(v).dataset == dataset:
+                    return v
+            except NotFound:
+                pass
+        ids = self._history_ids(dataset, head)
+        i = bisect.bisect_left(ids, v)
+        candidates: set[str] = set()
+        while i < len(ids) and ids[i].startswith(v) and len(candidates) < 11:
+            candidates.add(ids[i])
+            i += 1
         candidates |= {a for a in aliases.values() if a.startswith(v)}
         if not candidates:
             raise NotFound(f"{dataset} has no version {version!r}")
