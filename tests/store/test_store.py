@@ -104,3 +104,27 @@ def test_blob_writer_abort_leaves_nothing(store: Store) -> None:
         raise RuntimeError("crash")
     assert list(store.tmp_dir.iterdir()) == []
     assert list(store.blobs.ids()) == []
+
+
+def test_head_log_survives_torn_and_garbled_records(tmp_path: Path) -> None:
+    from quarry.store.refs import HEAD, MAX_HEAD_LOG, RECORD
+
+    store = Store(tmp_path / "d", durable=False)  # a thousand commits: skip the fsyncs
+
+    r1 = store.commit(snap(store, "log", b"1"))
+    r2 = store.commit(snap(store, "log", b"2"))
+    path = store.refs.root / "log" / HEAD
+    assert path.stat().st_size == 2 * RECORD
+    with open(path, "ab") as f:
+        f.write(b"abc")  # a writer killed mid-record
+    assert store.head("log") == r2.version
+    r3 = store.commit(snap(store, "log", b"3"))
+    assert path.stat().st_size == 3 * RECORD and store.head("log") == r3.version
+    with open(path, "ab") as f:
+        f.write(b"\0" * RECORD)  # a record lost to a power cut
+    assert store.head("log") == r3.version
+    assert [v for v, _ in store.history("log")] == [r3.version, r2.version, r1.version]
+    for i in range(MAX_HEAD_LOG // RECORD + 2):
+        store.commit(snap(store, "log", b"%d" % (i + 10)))
+    assert path.stat().st_size < MAX_HEAD_LOG  # rewritten when it grew too long
+    assert len(store.history("log")) == MAX_HEAD_LOG // RECORD + 5

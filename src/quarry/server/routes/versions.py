@@ -147,7 +147,11 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             except BaseException:
                 writer.abort()
                 raise
-            res = await run_in_threadpool(lambda: writer.commit(**commit_kw))
+            if store.durable or (opts.size_hint or INLINE_BELOW) >= INLINE_BELOW:
+                # fsyncs (and big finishes) wait in a worker thread, not on the event loop.
+                res = await run_in_threadpool(lambda: writer.commit(**commit_kw))
+            else:
+                res = writer.commit(**commit_kw)  # a few small file writes: cheaper inline
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise InsufficientStorage(f"the disk filled up while storing {name}; nothing "
