@@ -128,3 +128,18 @@ def test_head_log_survives_torn_and_garbled_records(tmp_path: Path) -> None:
         store.commit(snap(store, "log", b"%d" % (i + 10)))
     assert path.stat().st_size < MAX_HEAD_LOG  # rewritten when it grew too long
     assert len(store.history("log")) == MAX_HEAD_LOG // RECORD + 5
+
+
+def test_large_durable_blob_with_early_writeback(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import quarry.store.blobs as blobs
+
+    monkeypatch.setattr(blobs, "WRITEBACK_EVERY", 1 << 16)
+    data = bytes(range(256)) * 4096  # 1 MiB, written back every 64 KiB
+    with store.blobs.writer() as w:
+        for i in range(0, len(data), 10_000):
+            w.write(data[i : i + 10_000])
+        blob = w.commit()
+    assert blob == hashlib.sha256(data).hexdigest()
+    assert store.blobs.read_bytes(blob) == data
