@@ -130,7 +130,8 @@ def test_head_log_survives_torn_and_garbled_records(tmp_path: Path) -> None:
     assert len(store.history("log")) == MAX_HEAD_LOG // RECORD + 5
 
 
-def test_large_durable_blob_with_early_writeback(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_durable_blob_with_early_writeback(store: Store,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib
 
     import quarry.store.blobs as blobs
