@@ -25,7 +25,8 @@ class StoreModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="quarry-model-"))
-        self.store = Store(self.dir / "data", min_free_bytes=0)
+        # No fsyncs: the model checks logic, not power-loss durability; keeps it quick.
+        self.store = Store(self.dir / "data", min_free_bytes=0, durable=False)
         # The model: per dataset, the versions (id, data) oldest first, and the aliases.
         self.versions: dict[str, list[tuple[str, bytes]]] = {}
         self.aliases: dict[str, dict[str, tuple[str, bytes]]] = {}
