@@ -228,3 +228,17 @@ def test_hot_path_serves_data_like_the_app(client: TestClient) -> None:
     for url in ["/datasets/hot/doc/data?version=a&x=1", "/datasets/hot/doc/data?v=1",
                 "/datasets/hot/doc/data?version=a%20b"]:
         assert hot.respond(b"GET", url.encode()) is None
+
+
+def test_big_bodies_are_written_in_a_worker_thread(client: TestClient,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from quarry.server.routes import versions
+
+    monkeypatch.setattr(versions, "HANDOFF", 1000)
+    body = b"".join(b"line %d\n" % i for i in range(5000))
+    r = client.put("/datasets/big", content=iter([body[i : i + 777]
+                                                   for i in range(0, len(body), 777)]),
+                   params={"kind": "lines"})
+    assert r.status_code == 201 and r.json()["size"] == len(body)
+    assert client.get("/datasets/big/data").content == body
+    assert client.get("/datasets/big/lines/4321").text == "line 4320"
