@@ -32,7 +32,7 @@ class BlobWriter:
     def write(self, data: bytes | memoryview) -> None:
         self._hash.update(data)
         self._file.write(data)
-        self.size += len(data)
+        self.size += memoryview(data).nbytes
 
     def commit(self) -> str:
         self._file.flush()
