@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -85,11 +84,21 @@ def best_time(fn, *args, repeat: int = 3) -> float:  # type: ignore[no-untyped-d
     return best
 
 
+def _vm(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
 def rss_probe(path: Path) -> None:
     """Child-process side of ``rss_growth_of_index_build``: prints peak RSS growth in KiB."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # A child inherits its parent's high-water mark through fork; reset it (Linux >= 4.0),
+    # then measure from the current resident size.
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _vm("VmRSS")
     quarry_index(path)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+    print(_vm("VmHWM") - before)
 
 
 def rss_growth_of_index_build(path: Path) -> float:
@@ -184,7 +193,8 @@ def main() -> None:
          ""],
     ]
 
-    avg_line = path.read_bytes()[:1 << 20].split(b"\n")[len(b"") : 1000]
+    with open(path, "rb") as f:
+        avg_line = f.read(1 << 20).split(b"\n")[:1000]
     body_line = avg_line[len(avg_line) // 2] if avg_line else b"x" * 110
     body_line = (body_line * 2)[:110]
     env = {"LINES": str(nlines)}
