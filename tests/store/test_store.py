@@ -104,3 +104,16 @@ def test_blob_writer_abort_leaves_nothing(store: Store) -> None:
         raise RuntimeError("crash")
     assert list(store.tmp_dir.iterdir()) == []
     assert list(store.blobs.ids()) == []
+
+
+def test_copy_block_equals_plain_write(store: Store, tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    payload = bytes(range(256)) * 5000
+    src.write_bytes(payload)
+    with open(src, "rb") as f, store.blobs.writer() as w:
+        while block := f.read(70_000):
+            # the block was read from the file, at the writer's current size
+            w.copy_block(f.fileno(), block)
+        blob = w.commit()
+    assert blob == store.blobs.put_bytes(payload)
+    assert store.blobs.read_bytes(blob) == payload
