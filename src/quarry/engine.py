@@ -8,9 +8,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from quarry.datasets.kinds import Data, read_data
 from quarry.datasets.lines import LinesView
 from quarry.errors import BadRequest, NotFound
 from quarry.store import Snapshot, Store
+from quarry.store.journal import COMMIT, Event
 
 
 class Engine:
@@ -28,6 +30,12 @@ class Engine:
         self._views: OrderedDict[str, LinesView] = OrderedDict()
         self._max_open = max_open
         self._lock = threading.Lock()
+        # Read-your-writes: a commit made through this process moves the cached HEAD at once.
+        self.store.listeners.append(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.event == COMMIT and event.version is not None:
+            self._heads[event.dataset] = (time.monotonic(), event.version)
 
     def head(self, dataset: str) -> str:
         now = time.monotonic()
@@ -46,6 +54,11 @@ class Engine:
     def snapshot(self, dataset: str, version: str | None = None) -> tuple[str, Snapshot]:
         vid = self.resolve(dataset, version)
         return vid, self.store.snapshot(vid)
+
+    def data(self, dataset: str, version: str | None = None) -> tuple[str, Snapshot, Data]:
+        """A version's whole data, whatever its kind."""
+        vid, snap = self.snapshot(dataset, version)
+        return vid, snap, read_data(self.store, snap)
 
     def lines(self, dataset: str, version: str | None = None) -> LinesView:
         vid = self.resolve(dataset, version)
