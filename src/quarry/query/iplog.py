@@ -41,8 +41,11 @@ class Hits:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def slice(self, n: int) -> Hits:
-        return Hits(self.ts[:n], self.chunk[:n], self.row[:n], self.ip[:n])
+    def slice(self, n: int, start: int = 0) -> Hits:
+        """``n`` hits from ``start``."""
+        end = start + n
+        return Hits(self.ts[start:end], self.chunk[start:end], self.row[start:end],
+                    self.ip[start:end])
 
     def ip_text(self) -> pa.Array:
         return format_ips(self.ip)

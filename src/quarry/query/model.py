@@ -20,6 +20,8 @@ from quarry.formats.ipaddr import parse_ip
 MAX_IPS = 10_000
 MAX_LIMIT = 1_000_000
 DEFAULT_LIMIT = 10_000
+# Window bounds beyond year ~5000 are typos; this also keeps µs within int64.
+MAX_SECONDS = 1.0e11
 Order = Literal["count", "ip"]
 
 
@@ -104,7 +106,7 @@ def parse_time(raw: str | float | int | None, what: str) -> float | None:
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=UTC)
             value = dt.timestamp()
-    if not math.isfinite(value) or abs(value) > 9.0e9:
+    if not math.isfinite(value) or abs(value) > MAX_SECONDS:
         raise BadRequest(f"{what} is out of range: {raw!r}")
     return value
 
