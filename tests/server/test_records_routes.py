@@ -19,7 +19,8 @@ IPLOG = FIXTURES / "iplog"
 CONFIGS = ["stable_metaindex2.json", "stable_metaindex.json", "stable_dispatcher3.json"]
 
 
-def original_find(files: list[Path], ips: list[str], start: float, end: float) -> list[list[object]]:
+def original_find(files: list[Path], ips: list[str], start: float,
+                  end: float) -> list[list[object]]:
     """The original system's answer: map over chunk files in config order, filter, then a
     stable sort by time (its reduce step)."""
     rows = [(ip, float(ts)) for f in files for ip, ts in csv.reader(f.open())]
