@@ -16,11 +16,11 @@ from quarry.server.hotpath import HotRoutes
 from quarry.server.metrics import Metrics
 from quarry.server.middleware import AccessPolicy, ObservedApp
 from quarry.server.responses import error_body
-from quarry.server.routes import datasets, events, lines, operations, versions
+from quarry.server.routes import datasets, events, lines, operations, records, versions
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched.
-ROUTES = (operations, lines, versions, events, datasets)  # datasets last: a catch-all
+ROUTES = (operations, lines, records, versions, events, datasets)  # datasets: a catch-all
 # POST routes that change data; other POSTs (queries) are reads.
 WRITE_POSTS: tuple[str, ...] = ()
 

@@ -13,6 +13,7 @@ import time
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
 from quarry.errors import NotFound, QuarryError
+from quarry.server.hot_records import CompatDataset, HotRecords
 from quarry.server.metrics import Metrics
 from quarry.server.responses import JSON, TEXT, error_body, raw_response
 
@@ -30,10 +31,21 @@ class HotRoutes:
         self.tally = metrics.hot if metrics is not None else None
         # Closed datasets need a token check, which the ASGI route does.
         self.closed = frozenset(closed)
+        self.compat = CompatDataset(engine, default_dataset)
+        self.records = HotRecords(engine, self.compat)
 
     def respond(self, method: bytes, url: bytes) -> bytes | None:
         if method != b"GET" or b"?" in url or b"%" in url:
             return None
+        if b"/find/" in url:  # "find" is a reserved segment: never part of a dataset name
+            if self.closed:
+                return None  # the ASGI route checks closed datasets' tokens
+            start = time.perf_counter()
+            resp = self.records.respond(url)
+            if resp is not None and self.tally is not None:
+                self.tally.add("/find/{ips}/{start}/{end}/", int(resp[9:12]),
+                               time.perf_counter() - start)
+            return resp
         start = time.perf_counter()
         if url.startswith(_LINES):
             raw = url[7:]
