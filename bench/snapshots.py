@@ -224,7 +224,7 @@ def bench_latency(n: int, ports: tuple[int, int, int]) -> list[float]:
 
 
 def pct(xs: list[float], p: float) -> float:
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def main() -> None:

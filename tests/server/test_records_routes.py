@@ -102,7 +102,8 @@ def test_find_pages_with_cursor_and_streams(iplog_client: TestClient) -> None:
 
 def test_membership_visits(iplog_client: TestClient) -> None:
     c = iplog_client
-    rows = list(csv.reader((IPLOG / "stable_dispatcher" / "stable_1k_0.csv").read_text().splitlines()))
+    text = (IPLOG / "stable_dispatcher" / "stable_1k_0.csv").read_text()
+    rows = list(csv.reader(text.splitlines()))
     ip, ts = rows[0][0], float(rows[0][1])
     r = c.post("/datasets/iplog/find/member",
                json={"ips": [ip, "9.9.9.9"], "start": ts, "end": ts + 1}).json()
