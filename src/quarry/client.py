@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -105,3 +107,132 @@ class Client:
         r = self.request("GET", f"/datasets/{name}/lines",
                          params=self._params(start=start, count=count, version=version))
         return r.text.split("\n")[:-1]
+
+    # -- versions --------------------------------------------------------------------------
+    def put(self, name: str, data: bytes | IO[bytes] | Path, *, kind: str | None = None,
+            message: str = "", if_match: str | None = None) -> dict[str, Any]:
+        """Store ``data`` as a new version; the reply says whether one was created."""
+        headers = {"if-match": if_match} if if_match else {}
+        if isinstance(data, Path):
+            with open(data, "rb") as f:
+                return dict(self._json("PUT", f"/datasets/{name}", content=f, headers=headers,
+                                       params=self._params(kind=kind, message=message)))
+        return dict(self._json("PUT", f"/datasets/{name}", content=data, headers=headers,
+                               params=self._params(kind=kind, message=message)))
+
+    def data(self, name: str, version: str | None = None) -> bytes:
+        return self.request("GET", f"/datasets/{name}/data",
+                            params=self._params(version=version)).content
+
+    def versions(self, name: str, limit: int = 1000) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/datasets/{name}/versions",
+                               params={"limit": limit})["versions"])
+
+    def aliases(self, name: str) -> dict[str, str]:
+        return dict(self._json("GET", f"/datasets/{name}/aliases"))
+
+    def set_alias(self, name: str, alias: str, version: str | None = None) -> dict[str, Any]:
+        return dict(self._json("PUT", f"/datasets/{name}/aliases/{alias}",
+                               params=self._params(version=version)))
+
+    def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
+        return dict(self._json("DELETE", f"/datasets/{name}/aliases/{alias}"))
+
+    def events(self, dataset: str | None = None, *, event: str | None = None,
+               limit: int | None = None, since: int | None = None) -> Iterator[dict[str, Any]]:
+        """Server-Sent Events as dicts (with their ``id``), until ``limit`` or the server ends."""
+        params = self._params(dataset=dataset, event=event, limit=limit, since=since)
+        with self.http.stream("GET", "/events", params=params,
+                              timeout=httpx.Timeout(None, connect=10.0)) as r:
+            if r.status_code >= 400:
+                r.read()
+                raise error_from_response(r)
+            ident: str | None = None
+            for line in r.iter_lines():
+                if line.startswith("id:"):
+                    ident = line[3:].strip()
+                elif line.startswith("data:"):
+                    doc = json.loads(line[5:])
+                    if ident is not None:
+                        doc.setdefault("id", ident)
+                    yield doc
+                elif not line:
+                    ident = None
+
+    # -- access-log records ----------------------------------------------------------------
+    def find(self, name: str, ips: str | Iterable[str], start: float | str | None = None,
+             end: float | str | None = None, *, limit: int | None = None,
+             version: str | None = None, arrow: bool = False) -> Any:
+        """Records of ``ips`` in the window, sorted by time: a list of dicts, or an Arrow table.
+
+        Pages through the server's cursor until ``limit`` records (or all) are read.
+        """
+        out: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = self._json("POST", f"/datasets/{name}/find", json=self._params(
+                ips=list([ips] if isinstance(ips, str) else ips), start=start, end=end,
+                version=version, cursor=cursor,
+                limit=None if limit is None else limit - len(out)))
+            out.extend(page["records"])
+            cursor = page.get("next_cursor")
+            if cursor is None or (limit is not None and len(out) >= limit):
+                break
+        if arrow:
+            import pyarrow as pa
+
+            return pa.Table.from_pylist(out, schema=pa.schema([("ip", pa.string()),
+                                                               ("ts", pa.float64())]))
+        return out
+
+    def find_compat(self, ips: str | Iterable[str], start: float, end: float,
+                    name: str | None = None) -> list[list[Any]]:
+        """The original ``/find/[ips]/<start>/<end>/`` route: ``[[ip, ts], ...]``."""
+        path = f"/find/[{_ips(ips)}]/{start}/{end}/"
+        return list(self._json("GET", path if name is None else f"/datasets/{name}{path}"))
+
+    def member(self, name: str, ips: str | Iterable[str], start: float | str | None = None,
+               end: float | str | None = None, *, version: str | None = None) -> dict[str, bool]:
+        """For each IP, whether it visited within the window."""
+        return dict(self._json("POST", f"/datasets/{name}/find/member", json=self._params(
+            ips=list([ips] if isinstance(ips, str) else ips), start=start, end=end,
+            version=version))["members"])
+
+    def visits(self, name: str, ip: str, start: float | str | None = None,
+               end: float | str | None = None, *, bucket: int | None = None,
+               limit: int | None = None, version: str | None = None) -> dict[str, Any]:
+        return dict(self._json("POST", f"/datasets/{name}/find/visits", json=self._params(
+            ip=ip, start=start, end=end, bucket=bucket, limit=limit, version=version)))
+
+    def distinct_ips(self, name: str, start: float | str | None = None,
+                     end: float | str | None = None, *, limit: int | None = None,
+                     offset: int | None = None, order: str | None = None,
+                     version: str | None = None) -> dict[str, Any]:
+        return dict(self._json("POST", f"/datasets/{name}/find/ips", json=self._params(
+            start=start, end=end, limit=limit, offset=offset, order=order, version=version)))
+
+
+# Every route the client covers, as (method, path template): a test compares this with the
+# server's routes so a new endpoint cannot be forgotten here.
+COVERED = frozenset({
+    ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/datasets"),
+    ("GET", "/datasets/{name:path}"), ("GET", "/lines/{n}"),
+    ("GET", "/datasets/{name:path}/lines/{n}"), ("GET", "/datasets/{name:path}/lines"),
+    ("PUT", "/datasets/{name:path}"), ("GET", "/datasets/{name:path}/data"),
+    ("GET", "/datasets/{name:path}/versions"), ("GET", "/datasets/{name:path}/aliases"),
+    ("PUT", "/datasets/{name:path}/aliases/{alias}"),
+    ("DELETE", "/datasets/{name:path}/aliases/{alias}"), ("GET", "/events"),
+    ("POST", "/datasets/{name:path}/find"), ("POST", "/datasets/{name:path}/find/member"),
+    ("POST", "/datasets/{name:path}/find/visits"), ("POST", "/datasets/{name:path}/find/ips"),
+    ("GET", "/find/{ips}/{start}/{end}/"),
+    ("GET", "/datasets/{name:path}/find/{ips}/{start}/{end}/"),
+})
+# Routes that are the same operation as a covered one by another method or spelling.
+EQUIVALENT = {
+    ("GET", "/datasets/{name:path}/find"): ("POST", "/datasets/{name:path}/find"),
+    ("GET", "/datasets/{name:path}/find/member"): ("POST", "/datasets/{name:path}/find/member"),
+    ("GET", "/datasets/{name:path}/find/visits"): ("POST", "/datasets/{name:path}/find/visits"),
+    ("GET", "/datasets/{name:path}/find/ips"): ("POST", "/datasets/{name:path}/find/ips"),
+    ("GET", "/datasets/{name:path}/find/member/{ips}/{start}/{end}/"):
+        ("POST", "/datasets/{name:path}/find/member"),
+}

@@ -96,7 +96,7 @@ async function datasetPage(name) {
 
   const history = await optional("/datasets/{name}/versions", `/datasets/${name}/versions?limit=50`);
   if (history) {
-    const rows = (history.versions || history).map((v) => [h("code", {}, short(v.id || v.version)),
+    const rows = (history.versions || history).map((v) => [h("code", {}, short(v.version)),
       h("code", {}, short(v.parent)), fmtTime(v.created || v.time), fmtBytes(v.size), v.message || ""]);
     main.append(h("h2", {}, "History"), table(["version", "parent", "time", "size", "message"], rows, [3]));
   }
@@ -165,14 +165,13 @@ async function runRecordsQuery(name, q, results, chart) {
   if (q.ips.length) {
     params.set("ips", q.ips.join(","));
     const body = await api(`/datasets/${name}/find?${params}`);
-    const recs = body.records || body;
+    const recs = body.records;
     header = ["time (UTC)", "ip"];
     rows = recs.map((r) => [fmtTime(r.ts), h("code", {}, r.ip)]);
   } else {
     const body = await api(`/datasets/${name}/find/ips?${params}`);
-    const ips = body.ips || body;
     header = ["ip", "records"];
-    rows = ips.map((r) => [h("code", {}, r.ip), (r.count ?? "").toLocaleString()]);
+    rows = body.ips.map(([ip, count]) => [h("code", {}, ip), count.toLocaleString()]);
   }
   results.replaceChildren(table(header, rows, [1]), h("p", { class: "muted" }, `${rows.length} shown`));
   await drawHourly(name, q, chart);
