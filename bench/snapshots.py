@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001 - the table uses the multiplication sign on purpose
+
 """Snapshot service benchmark: Quarry against the original design (git, one file per resource).
 
 Measured in one run on the same disk, printed as ratios:
@@ -8,7 +8,7 @@ Measured in one run on the same disk, printed as ratios:
 - PUT of a 1 GiB document over HTTP (and through the Python API) vs ``cp`` of the same file;
 - event latency from the PUT's reply to a ZeroMQ subscriber's receipt (p50/p99).
 
-    .venv/bin/python bench/snapshots.py [--small 200] [--big-mb 1024] [--write docs/benchmarks.md]
+    .venv/bin/python bench/snapshots.py [--small 200] [--big-mb 1024] [--no-write]
 
 Uses ports 9300-9399 and bench/out/ (removed afterwards).
 """
@@ -30,10 +30,13 @@ from pathlib import Path
 import httpx
 import zmq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import write_section
+
 REPO = Path(__file__).resolve().parent.parent
 git_repo_default = git_repo_all = Path()
 OUT = REPO / "bench" / "out"
-HEADING = "## Snapshots: versions, events (bench/snapshots.py)"
 
 
 def quarry(*args: str) -> list[str]:
@@ -243,7 +246,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=200)
     ap.add_argument("--big-mb", type=int, default=1024)
     ap.add_argument("--events", type=int, default=300)
-    ap.add_argument("--write", type=Path, default=None, help="update this markdown file")
+    ap.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = ap.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
@@ -298,25 +301,10 @@ def main() -> None:
                  f"max {lat[-1] * ms:.2f} ms | | | p99 ≤ 10 ms |")
     text = "\n".join(table)
     print(text)
-    if args.write:
-        cmd = "python bench/snapshots.py " + " ".join(sys.argv[1:])
-        write_section(args.write, text, cmd)
-
-
-def write_section(path: Path, table: str, cmd: str) -> None:
-    """Replace this benchmark's section of ``path`` (other sections belong to others)."""
-    when = time.strftime("%Y-%m-%d", time.gmtime())
-    section = (f"{HEADING}\n\nCommand: `{cmd.strip()}` ({when}, {os.cpu_count()} cores, "
-               "shared machine; git and Quarry measured in the same run, same disk).\n\n"
-               f"{table}\n")
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + section
-    else:
-        end = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + section + (old[end + 1:] if end >= 0 else "")
-    path.write_text(new)
+    if not args.no_write:
+        cmd = " ".join(["python bench/snapshots.py", *sys.argv[1:]])
+        write_section("snapshots", "Snapshots: versions, events (bench/snapshots.py)", cmd,
+                      "git and Quarry measured in the same run, on the same disk.\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -129,3 +129,28 @@ def test_choose_mode() -> None:
     assert choose_mode("sparse", 10) == "sparse"
     with pytest.raises(BadRequest):
         choose_mode("bogus", 10)
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse"])
+def test_threaded_scan_matches_single_thread(mode: str) -> None:
+    rng = __import__("random").Random(5)
+    data = b"".join(b"y" * rng.randint(0, 300) + rng.choice([b"\n", b"\r\n"])
+                    for _ in range(40_000)) + b"tail"
+    assert len(data) > 4 << 20
+    outs = []
+    for threads in (1, 2, 3):
+        sink = bytearray()
+        info = build_line_index_from_file(io.BytesIO(data), sink.extend, mode=mode,  # type: ignore[arg-type]
+                                          block_size=3 << 20)
+        b = LineIndexBuilder(sink.extend, mode=mode, threads=threads)  # type: ignore[arg-type]
+        sink.clear()
+        for k in range(0, len(data), 3 << 20):
+            b.feed(data[k : k + (3 << 20)])
+        info = b.finish()
+        outs.append((info, bytes(sink)))
+    assert outs[0] == outs[1] == outs[2]
+    idx = LineIndex(outs[1][0], memoryview(outs[1][1]), data)
+    expected = oracle_lines(data)
+    assert idx.lines == len(expected)
+    assert all(idx.line(i) == expected[i] for i in range(0, len(expected), 997))
+    assert idx.line(len(expected) - 1) == b"tail"

@@ -144,3 +144,16 @@ def test_large_durable_blob_with_early_writeback(store: Store,
         blob = w.commit()
     assert blob == hashlib.sha256(data).hexdigest()
     assert store.blobs.read_bytes(blob) == data
+
+
+def test_copy_block_equals_plain_write(store: Store, tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    payload = bytes(range(256)) * 5000
+    src.write_bytes(payload)
+    with open(src, "rb") as f, store.blobs.writer() as w:
+        while block := f.read(70_000):
+            # the block was read from the file, at the writer's current size
+            w.copy_block(f.fileno(), block)
+        blob = w.commit()
+    assert blob == store.blobs.put_bytes(payload)
+    assert store.blobs.read_bytes(blob) == payload
