@@ -97,6 +97,10 @@ def test_up_end_to_end(tmp_path: Path) -> None:
         cond = httpx.get(f"{base}/datasets/qplan/conditioned/versions").json()["versions"][0]
         assert cond["lineage"] == [{"dataset": "qplan/raw", "version": raw_v1,
                                     "stage": "condition"}]
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'quarry_events_total{event="commit"}' in metrics
+        assert 'quarry_pipeline_runs_total{outcome="done",stage="condition"}' in metrics or \
+            'quarry_pipeline_runs_total{stage="condition",outcome="done"}' in metrics
         sse.join(30)
         events = [orjson.loads(x[6:]) for x in sse_lines if x.startswith("data: ")]
         assert [e["dataset"] for e in events] == ["qplan/raw", "qplan/conditioned",

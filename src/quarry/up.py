@@ -20,8 +20,9 @@ from quarry.config import Config
 from quarry.engine import Engine
 from quarry.events.bus import Bus
 from quarry.events.compat import CompatEndpoint
-from quarry.events.pipelines import Pipelines, check_stage_kinds
+from quarry.events.pipelines import Outcome, Pipelines, check_stage_kinds
 from quarry.server.app import create_app
+from quarry.server.metrics import Metrics
 from quarry.server.runner import PROTOCOL
 from quarry.server.settings import ServeSettings
 from quarry.store import Store
@@ -30,7 +31,7 @@ from quarry.store import Store
 class Services:
     """Everything ``quarry up`` runs besides the HTTP server, started and stopped together."""
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: Store, metrics: Metrics | None = None) -> None:
         check_stage_kinds(config.stages)
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
@@ -39,7 +40,16 @@ class Services:
         except BaseException:
             self.ctx.destroy(linger=0)
             raise
-        self.pipelines = Pipelines(store, config.stages, workdir=config.folder)
+        observer = None
+        if metrics is not None:
+            m = metrics
+            self.bus.subscribe(lambda e: m.events.labels(e.event).inc())
+
+            def observer(o: Outcome) -> None:
+                m.pipeline_runs.labels(o.stage, o.status).inc()
+
+        self.pipelines = Pipelines(store, config.stages, workdir=config.folder,
+                                   observer=observer)
         self.bus.subscribe(self.pipelines.on_event)
 
     def start(self) -> None:
@@ -69,7 +79,7 @@ def run_up(config: Config, *, announce: Callable[[str], None] | None = None) -> 
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, http=PROTOCOL, loop="uvloop",
         lifespan="off", access_log=False, log_level=config.log_level, server_header=False))
-    services = Services(config, store)
+    services = Services(config, store, app.metrics)
 
     stop_requested = threading.Event()
 

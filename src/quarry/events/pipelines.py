@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,8 +115,10 @@ def _call(spec: str, data: bytes) -> bytes:
 
 class Pipelines:
     def __init__(self, store: Store, stages: tuple[Stage, ...], *,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None,
+                 observer: Callable[[Outcome], None] | None = None) -> None:
         self.store = store
+        self.observer = observer  # told every outcome of the background workers (metrics)
         self.stages = {s.name: s for s in stages}
         self.workdir = workdir
         self.folder = store.root / "pipelines"
@@ -160,10 +162,12 @@ class Pipelines:
             if version is None or self._stopping.is_set():
                 return
             try:
-                for failed in self._pending_failures(name):
-                    if failed != version:
-                        self.process(name, failed)
-                self.process(name, version)
+                outcomes = [self.process(name, failed) for failed in
+                            self._pending_failures(name) if failed != version]
+                outcomes.append(self.process(name, version))
+                if self.observer is not None:
+                    for outcome in outcomes:
+                        self.observer(outcome)
             except Exception as e:  # keep the stage alive whatever happens
                 print(f"quarry pipeline {name}: {e!r}", file=sys.stderr)
 
