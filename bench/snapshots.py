@@ -203,6 +203,8 @@ def bench_big_put(mb: int, ports: tuple[int, int, int]) -> dict[str, float]:
 
 
 def bench_latency(n: int, ports: tuple[int, int, int]) -> list[float]:
+    # The receiving thread must not wait 5 ms for the GIL while the main thread PUTs.
+    sys.setswitchinterval(0.0005)
     with quarry_up(OUT / "latency", *ports, fsync=True) as base, \
             httpx.Client(base_url=base) as c:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
