@@ -245,6 +245,17 @@ def bench_latency(n: int, ports: tuple[int, int, int]) -> list[float]:
         float("inf")] * sum(1 for v in replies if v not in received)
 
 
+NOTES = """Notes. HTTP figures are from `wrk` (one connection, one request at a time, unless \
+stated), so they measure the server, not a Python client. On this shared machine an fsync \
+costs 3-5 ms and creating a file about 0.1-1 ms, and both vary several-fold from run to run \
+with the other work on the disk: a durable 1 KB PUT makes 5 fsyncs (blob, its folder, \
+manifest, its folder, HEAD), so it cannot reach 10x a git commit that fsyncs only its refs; \
+without fsync (the durability git's defaults give) it is 4-10x. `cp` writes into the page \
+cache and returns before the disk has the data; Quarry hashes every byte (SHA-256, ~850 MB/s \
+on one core here) and fsyncs before it answers, so the like-for-like reference is `cp` + \
+`sync`."""
+
+
 def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
@@ -315,7 +326,8 @@ def main() -> None:
     if not args.no_write:
         cmd = " ".join(["python bench/snapshots.py", *sys.argv[1:]])
         write_section("snapshots", "Snapshots: versions, events (bench/snapshots.py)", cmd,
-                      "git and Quarry measured in the same run, on the same disk.\n\n" + text)
+                      "git and Quarry measured in the same run, on the same disk.\n\n" + text
+                      + "\n\n" + NOTES)
 
 
 if __name__ == "__main__":
