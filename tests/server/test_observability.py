@@ -134,3 +134,14 @@ def test_metrics_summed_over_workers(tmp_path: Path) -> None:
                 time.sleep(0.5)
                 httpx.get(f"{url}/lines/1")
             assert got >= n
+
+
+def test_events_of_closed_datasets_need_the_token(engine: Engine, store: Store) -> None:
+    c = make_client(engine, token="t0k", closed=("secret",))
+    auth = {"authorization": "Bearer t0k"}
+    for name in ("secret", "open"):
+        assert c.put(f"/datasets/{name}", content=b"x", headers=auth).status_code == 201
+    anon = c.get("/events", params={"since": 0, "limit": 1}).text
+    assert '"dataset":"open"' in anon and "secret" not in anon
+    both = c.get("/events", params={"since": 0, "limit": 2}, headers=auth).text
+    assert "secret" in both and '"dataset":"open"' in both
