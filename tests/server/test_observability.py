@@ -9,9 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from quarry import logs
 from quarry.datasets.lines import put_lines
 from quarry.engine import Engine
-from quarry.server import logs
 from quarry.server.middleware import AccessPolicy, is_loopback
 from quarry.store import Store
 from tests.conftest import make_client
