@@ -194,9 +194,9 @@ def main() -> None:
         def duck(tbl: str) -> Callable[[], pa.Table]:
             def run() -> pa.Table:
                 ips, s, e = nxt()
-                return con.execute(f"SELECT ip, ts FROM {tbl} WHERE ts BETWEEN ? AND ? AND "
-                                   "ip IN (SELECT unnest(?)) ORDER BY ts",
-                                   [s, e, ips]).to_arrow_table()
+                return con.sql(f"SELECT ip, ts FROM {tbl} WHERE ts BETWEEN ? AND ? AND "
+                               "ip IN (SELECT unnest(?)) ORDER BY ts",
+                               params=[s, e, ips]).to_arrow_table()
             return run
 
         def rows_of(t: pa.Table) -> list[tuple[str, float]]:

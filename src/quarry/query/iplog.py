@@ -54,8 +54,12 @@ class Hits:
 
     def _names(self) -> tuple[np.ndarray, np.ndarray]:
         """Text of the addresses that occur (only those are formatted), and each hit's."""
-        used, inverse = np.unique(self.qi, return_inverse=True)
-        return np.array([format_ip(self.ips[int(u)]) for u in used], dtype=object), inverse
+        # bincount, not np.unique: O(n) where a sort of a large answer costs more than the query.
+        used = np.flatnonzero(np.bincount(self.qi, minlength=len(self.ips)))
+        remap = np.zeros(len(self.ips), dtype=np.int32)
+        remap[used] = np.arange(len(used), dtype=np.int32)
+        names = np.array([format_ip(self.ips[int(u)]) for u in used], dtype=object)
+        return names, remap[self.qi]
 
     def ip_list(self) -> list[str]:
         names, inverse = self._names()
@@ -106,8 +110,17 @@ class _Probe:
             # A 32-bit key may be an IPv6 hash shared by other addresses: check the bytes.
             ok = (chunk.ip[rows] == self.ips[qi]).all(axis=1)
             rows, qi = rows[ok], qi[ok]
-        # One sort of (row, owner) packed into int64: cheaper than an argsort and two takes.
-        packed = np.sort((rows << 16) | qi)
+        span = r1 - r0
+        if len(rows) * 16 > span:
+            # Dense answer: scatter owners over the row range and read them back in order,
+            # O(range) and cheaper than sorting this many hits.
+            owner = np.full(span, -1, dtype=np.int32)
+            owner[rows - r0] = qi
+            where = np.flatnonzero(owner >= 0)
+            return where + r0, owner[where].astype(np.int64)
+        # One sort of (row, owner) packed into int64: cheaper than an argsort and two takes;
+        # stable (timsort) because the input is one sorted run per address, which it merges.
+        packed = np.sort((rows << 16) | qi, kind="stable")
         return packed >> 16, packed & 0xFFFF
 
 
@@ -132,6 +145,9 @@ def _merge(parts: list[tuple[Chunk, np.ndarray, np.ndarray]], ips: tuple[bytes, 
     if not parts:
         z = np.zeros(0, dtype=np.int64)
         return Hits(z, z, z, z, ips)
+    if len(parts) == 1:
+        c, r, q = parts[0]
+        return Hits(c.ts[r], np.full(len(r), c.position, dtype=np.int64), r, q, ips)
     ts = np.concatenate([c.ts[r] for c, r, _ in parts])
     pos = np.concatenate([np.full(len(r), c.position, dtype=np.int64) for c, r, _ in parts])
     row = np.concatenate([r for _, r, _ in parts])
