@@ -62,7 +62,9 @@ def main() -> None:
     print(f"chunks: {chunks}, rows: {view.rows:,}")
     print(f"membership of 100 IPs: {t_member / chunks * 1e6:.0f} µs per chunk")
     print(f"find of an absent IP: {t_rare / chunks * 1e6:.0f} µs per chunk")
-    print(f"visits of one IP (all chunks): {t_visits * 1e3:.2f} ms total")
+    n_visits = iplog.visits(view, VisitsQuery(one[0], everything)).count
+    print(f"visits of one IP (all chunks): {t_visits * 1e3:.2f} ms for {n_visits:,} visits, "
+          f"{t_visits / max(1, n_visits) * 1e9:.0f} ns per visit")
     print(f"distinct IPs of one day: {t_distinct / rows_day * 1e9:.1f} ns per row "
           f"({rows_day:,} rows, {t_distinct * 1e3:.0f} ms)")
 
