@@ -148,17 +148,20 @@ def detect_format(batch: LineBatch) -> str:
     return "ipts" if useful and (hits.as_py() or 0) * 2 >= useful else "access-log"
 
 
-def _parse_block(parser: RecordParser, block: RawBlock) -> tuple[LineBatch, Parsed]:
+def _parse_block(parser: RecordParser, block: RawBlock) -> tuple[RawBlock, Parsed]:
+    fast = parser.parse_clean(block.data)
+    if fast is not None:
+        return block, fast
     batch = block.split()
-    return batch, parser.parse(batch.lines, batch.first_line)
+    return block, parser.parse(batch.lines, batch.first_line)
 
 
 def _parsed(blocks: Iterable[RawBlock], parser: RecordParser,
-            threads: int) -> Iterator[tuple[LineBatch, Parsed]]:
+            threads: int) -> Iterator[tuple[RawBlock, Parsed]]:
     """Split and parse blocks on ``threads`` threads (numpy and Arrow kernels release the
     GIL), in order, with a bounded number in flight."""
     with ThreadPoolExecutor(threads) as pool:
-        pending: deque[Future[tuple[LineBatch, Parsed]]] = deque()
+        pending: deque[Future[tuple[RawBlock, Parsed]]] = deque()
         for b in blocks:
             pending.append(pool.submit(_parse_block, parser, b))
             if len(pending) > threads:
@@ -215,9 +218,9 @@ def ingest(store: Store, name: str, sources: list[Source], *, fmt: str = "auto",
             yield first
         yield from blocks
 
-    for batch, parsed in _parsed(chained(), parser, threads):
+    for block, parsed in _parsed(chained(), parser, threads):
         if len(parsed.rejected):
-            _rejected(report, batch, parsed.rejected, strict, rejects)
+            _rejected(report, block.split(), parsed.rejected, strict, rejects)
         report.rows += parsed.table.num_rows
         sorter.add(parsed.table)
     sorter.finish()
