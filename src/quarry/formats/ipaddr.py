@@ -10,6 +10,7 @@ IPv6 address (which then needs a check against the stored bytes, see ``exact``).
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import numpy as np
 import pyarrow as pa
@@ -114,8 +115,21 @@ def _parse_v6(text: str) -> bytes | None:
         return None
 
 
+_V4_PREFIX_BYTES = b"\0" * 10 + b"\xff\xff"
+
+
 def parse_ip(text: str) -> bytes:
-    """One address (IPv4 or IPv6) to its 16 bytes; BadRequest if it is not one."""
+    """One address (IPv4 or IPv6) to its 16 bytes; BadRequest if it is not one.
+
+    ``inet_pton`` (C, strict dotted quads) is some twenty times faster than :mod:`ipaddress`,
+    which only handles what it refuses (zone ids, brackets, spaces).
+    """
+    try:
+        if ":" not in text:
+            return _V4_PREFIX_BYTES + socket.inet_pton(socket.AF_INET, text)
+        return socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, ValueError):
+        pass
     raw = text.strip()
     try:
         if ":" in raw:
@@ -123,7 +137,7 @@ def parse_ip(text: str) -> bytes:
             if packed is None:
                 raise ValueError
             return packed
-        return b"\0" * 10 + b"\xff\xff" + ipaddress.IPv4Address(raw).packed
+        return _V4_PREFIX_BYTES + ipaddress.IPv4Address(raw).packed
     except ValueError:
         raise BadRequest(f"not an IP address: {text[:60]!r}") from None
 
@@ -164,6 +178,6 @@ def format_ips(ips: np.ndarray) -> pa.Array:
 
 
 def format_ip(packed: bytes) -> str:
-    if packed[:12] == b"\0" * 10 + b"\xff\xff":
-        return str(ipaddress.IPv4Address(packed[12:]))
-    return str(ipaddress.IPv6Address(packed))
+    if packed[:12] == _V4_PREFIX_BYTES:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return str(ipaddress.IPv6Address(packed))  # RFC 5952 form, as format_ips gives

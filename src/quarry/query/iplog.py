@@ -32,13 +32,13 @@ V4_LO = np.uint64(0xFFFF << 32)
 @dataclass(frozen=True)
 class Hits:
     """Matching records in order: times (µs), chunk positions, rows, and for each the index
-    of its address among the query's (``names`` holds their text)."""
+    of its address among the query's ``ips``."""
 
     ts: np.ndarray
     chunk: np.ndarray
     row: np.ndarray
     qi: np.ndarray
-    names: np.ndarray  # object array of address strings, one per query address
+    ips: tuple[bytes, ...]
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -47,13 +47,23 @@ class Hits:
         """``n`` hits from ``start``."""
         end = start + n
         return Hits(self.ts[start:end], self.chunk[start:end], self.row[start:end],
-                    self.qi[start:end], self.names)
+                    self.qi[start:end], self.ips)
 
     def take(self, idx: np.ndarray) -> Hits:
-        return Hits(self.ts[idx], self.chunk[idx], self.row[idx], self.qi[idx], self.names)
+        return Hits(self.ts[idx], self.chunk[idx], self.row[idx], self.qi[idx], self.ips)
+
+    def _names(self) -> tuple[np.ndarray, np.ndarray]:
+        """Text of the addresses that occur (only those are formatted), and each hit's."""
+        # bincount, not np.unique: O(n) where a sort of a large answer costs more than the query.
+        used = np.flatnonzero(np.bincount(self.qi, minlength=len(self.ips)))
+        remap = np.zeros(len(self.ips), dtype=np.int32)
+        remap[used] = np.arange(len(used), dtype=np.int32)
+        names = np.array([format_ip(self.ips[int(u)]) for u in used], dtype=object)
+        return names, remap[self.qi]
 
     def ip_list(self) -> list[str]:
-        out: list[str] = self.names[self.qi].tolist()
+        names, inverse = self._names()
+        out: list[str] = names[inverse].tolist()
         return out
 
     def seconds(self) -> np.ndarray:
@@ -61,8 +71,9 @@ class Hits:
 
     def to_arrow(self) -> pa.Table:
         """Columnar ``ip`` (dictionary-encoded: few distinct) and ``ts`` (POSIX seconds)."""
-        ip = pa.DictionaryArray.from_arrays(pa.array(self.qi, pa.int32()),
-                                            pa.array(self.names.tolist(), pa.string()))
+        names, inverse = self._names()
+        ip = pa.DictionaryArray.from_arrays(pa.array(inverse, pa.int32()),
+                                            pa.array(names.tolist(), pa.string()))
         return pa.table({"ip": ip, "ts": pa.array(self.seconds(), pa.float64())})
 
     def cursor(self, version: str) -> Cursor:
@@ -83,14 +94,7 @@ class _Probe:
         self.ips = arr
         self.keys, self.v4 = keys32(arr)
         self.v4_idx = np.flatnonzero(self.v4)
-        self._ip_bytes = ips
-        self._names: np.ndarray | None = None
-
-    @property
-    def names(self) -> np.ndarray:
-        if self._names is None:
-            self._names = np.array([format_ip(b) for b in self._ip_bytes], dtype=object)
-        return self._names
+        self.ip_bytes = ips
 
     def rows(self, chunk: Chunk, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows in ``[r0, r1)`` of ``chunk`` holding one of the addresses, ascending, and the
@@ -106,8 +110,17 @@ class _Probe:
             # A 32-bit key may be an IPv6 hash shared by other addresses: check the bytes.
             ok = (chunk.ip[rows] == self.ips[qi]).all(axis=1)
             rows, qi = rows[ok], qi[ok]
-        # One sort of (row, owner) packed into int64: cheaper than an argsort and two takes.
-        packed = np.sort((rows << 16) | qi)
+        span = r1 - r0
+        if len(rows) * 16 > span:
+            # Dense answer: scatter owners over the row range and read them back in order,
+            # O(range) and cheaper than sorting this many hits.
+            owner = np.zeros(span, dtype=np.int32)  # 0: no hit; else owner + 1
+            owner[rows - r0] = qi + 1
+            where = np.flatnonzero(owner)
+            return where + r0, owner[where] - 1
+        # One sort of (row, owner) packed into int64: cheaper than an argsort and two takes;
+        # stable (timsort) because the input is one sorted run per address, which it merges.
+        packed = np.sort((rows << 16) | qi, kind="stable")
         return packed >> 16, packed & 0xFFFF
 
 
@@ -128,15 +141,18 @@ def _groups(view: RecordsView, w: Window) -> Iterator[list[Chunk]]:
         yield group
 
 
-def _merge(parts: list[tuple[Chunk, np.ndarray, np.ndarray]], names: np.ndarray) -> Hits:
+def _merge(parts: list[tuple[Chunk, np.ndarray, np.ndarray]], ips: tuple[bytes, ...]) -> Hits:
     if not parts:
         z = np.zeros(0, dtype=np.int64)
-        return Hits(z, z, z, z, names)
+        return Hits(z, z, z, z, ips)
+    if len(parts) == 1:
+        c, r, q = parts[0]
+        return Hits(c.ts[r], np.full(len(r), c.position, dtype=np.int64), r, q, ips)
     ts = np.concatenate([c.ts[r] for c, r, _ in parts])
     pos = np.concatenate([np.full(len(r), c.position, dtype=np.int64) for c, r, _ in parts])
     row = np.concatenate([r for _, r, _ in parts])
     qi = np.concatenate([q for _, _, q in parts])
-    hits = Hits(ts, pos, row, qi, names)
+    hits = Hits(ts, pos, row, qi, ips)
     if len(parts) > 1:
         hits = hits.take(np.lexsort((row, pos, ts)))
     return hits
@@ -162,7 +178,7 @@ def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
                 rows, qi = probe.rows(c, r0, r1)
                 if len(rows):
                     parts.append((c, rows, qi))
-        hits = _merge(parts, probe.names)
+        hits = _merge(parts, probe.ip_bytes)
         if cur is not None and len(hits):
             after = (hits.ts > cur.ts) | ((hits.ts == cur.ts) & (
                 (hits.chunk > cur.chunk) | ((hits.chunk == cur.chunk) & (hits.row > cur.row))))
@@ -181,11 +197,11 @@ def find_page(view: RecordsView, q: FindQuery) -> FindPage:
         if n > q.limit:
             break
     if not got:
-        return FindPage(_merge([], np.zeros(0, dtype=object)), None)
+        return FindPage(_merge([], q.ips), None)
     merged = got[0] if len(got) == 1 else Hits(
         np.concatenate([h.ts for h in got]), np.concatenate([h.chunk for h in got]),
         np.concatenate([h.row for h in got]), np.concatenate([h.qi for h in got]),
-        got[0].names)
+        got[0].ips)
     if len(merged) > q.limit:
         page = merged.slice(q.limit)
         return FindPage(page, page.cursor(view.version).encode())
@@ -246,7 +262,7 @@ def visits(view: RecordsView, q: VisitsQuery) -> Visits:
                 if len(rows):
                     chunk_hits.append((c, rows, qi))
         if chunk_hits:
-            parts.append(_merge(chunk_hits, probe.names).ts)
+            parts.append(_merge(chunk_hits, probe.ip_bytes).ts)
     ts = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     buckets = None
     if q.bucket_s:
