@@ -81,12 +81,28 @@ class _Counting(io.RawIOBase):
             self._progress(n)
         return int(n or 0)
 
+    def close(self) -> None:
+        # Closing the reader stack closes the file (stdin is never closed: see read_batches).
+        if not self.closed and self._raw is not sys.stdin.buffer:
+            self._raw.close()
+        super().close()
+
+
+class _GzipClosing(gzip.GzipFile):
+    """A GzipFile that closes the file it reads from (GzipFile leaves ``fileobj`` open)."""
+
+    def close(self) -> None:
+        inner = self.fileobj
+        super().close()
+        if inner is not None:
+            inner.close()  # type: ignore[union-attr]
+
 
 def _open(source: Source, progress: Progress | None) -> BinaryIO:
     raw: BinaryIO = sys.stdin.buffer if source.path is None else open(source.path, "rb")  # noqa: SIM115
     counted = io.BufferedReader(_Counting(raw, progress), buffer_size=1 << 20)
     if counted.peek(2)[:2] == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=counted, mode="rb")  # type: ignore[return-value]
+        return _GzipClosing(fileobj=counted, mode="rb")  # type: ignore[return-value]
     return counted
 
 
