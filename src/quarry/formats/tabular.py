@@ -43,7 +43,7 @@ def logical_type(f: pa.Field) -> str:
     """The logical type of a stored field (access-log tables predate the metadata)."""
     meta = (f.metadata or {}).get(b"quarry.type")
     if meta:
-        return meta.decode()
+        return str(meta.decode())
     t = f.type
     if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
         return "string"

@@ -245,7 +245,8 @@ class ChunkKey:
         for i in range(len(fields)):
             v = flat(f"d{i}")
             if pa.types.is_fixed_size_binary(v.type):
-                domains.append(np.frombuffer(v.buffers()[1], dtype="S16")[v.offset:v.offset + len(v)])
+                raw = np.frombuffer(v.buffers()[1], dtype="S16")
+                domains.append(raw[v.offset:v.offset + len(v)])
             elif pa.types.is_string(v.type):
                 domains.append(v)
             else:

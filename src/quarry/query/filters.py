@@ -68,7 +68,8 @@ class RowCursor:
     @classmethod
     def decode(cls, text: str) -> RowCursor:
         try:
-            tag, v, chunk, row = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            tag, v, chunk, row = orjson.loads(raw)
             if tag != "q":
                 raise ValueError
             return cls(str(v), int(chunk), int(row))
@@ -134,7 +135,8 @@ def _ops(field: str, spec: Any, logical: str, negate: bool) -> list[Cond]:
             raise BadRequest(f"unknown operator {op!r} on {field!r}: use one of "
                              f"{', '.join(OPS)}", field=field)
         if op in ("eq", "ne"):
-            out.append(Cond(field, "in", (coerce(v, logical, field),), negate=negate != (op == "ne")))
+            neg = negate != (op == "ne")
+            out.append(Cond(field, "in", (coerce(v, logical, field),), negate=neg))
         elif op == "in":
             if not isinstance(v, list):
                 raise BadRequest(f"in on {field!r} takes a list", field=field)
