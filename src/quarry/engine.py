@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from quarry.datasets.lines import LinesView
 from quarry.datasets.records import RecordsView
 from quarry.errors import BadRequest, NotFound
+from quarry.index.keyset import KeyCatalog
+from quarry.query.advisor import Workload
 from quarry.store import Snapshot, Store
 
 V = TypeVar("V")
 # Manifest meta entries too bulky for a dataset description (listed per chunk).
 _HIDDEN_META = frozenset({"line_index", "chunks"})
+KEY_BUDGET_FRACTION = 0.25  # of physical memory, for keys the key builder makes
+
+
+def default_key_budget() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * KEY_BUDGET_FRACTION)
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30
 
 
 class Engine:
@@ -27,7 +39,8 @@ class Engine:
     """
 
     def __init__(self, store: Store | Path | str | None = None, *,
-                 refresh_interval: float = 0.5, max_open: int = 64) -> None:
+                 refresh_interval: float = 0.5, max_open: int = 64,
+                 key_budget: int | None = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.refresh_interval = refresh_interval
         self._heads: dict[str, tuple[float, str]] = {}
@@ -35,6 +48,15 @@ class Engine:
         self._views: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._max_open = max_open
         self._lock = threading.Lock()
+        # Keys per version (declared and built), the workload they are chosen from, and the
+        # memory the key builder may use.
+        self.keys = KeyCatalog()
+        self.workload = Workload()
+        self.key_budget = default_key_budget() if key_budget is None else key_budget
+        # Hot swap: queries lease the version they run on; a version no name points at any
+        # more is released (views and keys) when its last lease ends.
+        self._leases: dict[str, int] = {}
+        self._current: dict[tuple[str, str], str] = {}  # (dataset, HEAD or alias) -> version
 
     def head(self, dataset: str) -> str:
         now = time.monotonic()
@@ -47,8 +69,13 @@ class Engine:
 
     def resolve(self, dataset: str, version: str | None = None) -> str:
         if version is None or version in ("", "HEAD"):
-            return self.head(dataset)
-        return self.store.resolve(dataset, version)
+            vid = self.head(dataset)
+            self._current[(dataset, "HEAD")] = vid
+            return vid
+        vid = self.store.resolve(dataset, version)
+        if not vid.startswith(version.lower()):  # a name (alias), not a pinned id
+            self._current[(dataset, version)] = vid
+        return vid
 
     def snapshot(self, dataset: str, version: str | None = None) -> tuple[str, Snapshot]:
         vid = self.resolve(dataset, version)
@@ -80,6 +107,39 @@ class Engine:
 
     def records(self, dataset: str, version: str | None = None) -> RecordsView:
         return self._view("records", dataset, version, RecordsView)
+
+    @contextmanager
+    def lease(self, dataset: str, version: str | None = None) -> Iterator[RecordsView]:
+        """The records view of ``version`` (HEAD, alias, id), held for one query: a name that
+        moves meanwhile does not change it, and it is not released until the lease ends."""
+        view = self.records(dataset, version)
+        with self._lock:
+            self._leases[view.version] = self._leases.get(view.version, 0) + 1
+        try:
+            yield view
+        finally:
+            with self._lock:
+                left = self._leases[view.version] - 1
+                if left:
+                    self._leases[view.version] = left
+                else:
+                    del self._leases[view.version]
+            if not left:
+                self.release_drained()
+
+    def release_drained(self) -> list[str]:
+        """Close the views and keys of versions that no name points at and no query holds."""
+        with self._lock:
+            live = set(self._current.values()) | set(self._leases)
+            gone = [k for k in self._views if k[1] not in live and k[0] == "records"]
+            for k in gone:
+                del self._views[k]
+        for _, vid in gone:
+            self.keys.release(vid)
+        return [vid for _, vid in gone]
+
+    def open_versions(self) -> list[str]:
+        return [k[1] for k in list(self._views)]
 
     def datasets(self) -> list[dict[str, Any]]:
         out = []
