@@ -62,6 +62,7 @@ class KeyBuilder:
         self.min_weight = min_weight
         self.accepted = AcceptedKeys(engine.store.root, engine.store.tmp_dir)
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._run_lock = threading.Lock()
         self.runs = 0
@@ -144,8 +145,16 @@ class KeyBuilder:
                                         daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Run soon rather than at the next interval (e.g. after a key was accepted)."""
+        self._wake.set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 self.run_once()
                 self.last_error = None
@@ -154,6 +163,7 @@ class KeyBuilder:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(30)
             self._thread = None

@@ -13,11 +13,11 @@ from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError
 from quarry.server.hotpath import HotRoutes
 from quarry.server.responses import error_body
-from quarry.server.routes import datasets, lines, records
+from quarry.server.routes import datasets, keyed, lines, records
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched.
-ROUTES = (lines, records, datasets)  # datasets last: its /datasets/{name} is a catch-all
+ROUTES = (lines, records, keyed, datasets)  # datasets last: its /datasets/{name} is a catch-all
 
 
 class QuarryApp:
@@ -69,5 +69,6 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
 def app_from_env() -> QuarryApp:
     """Factory used by each server worker process."""
     settings = ServeSettings.from_env()
-    engine = Engine(settings.data, refresh_interval=settings.refresh_interval)
+    engine = Engine(settings.data, refresh_interval=settings.refresh_interval,
+                    key_budget=settings.key_budget)
     return create_app(engine, settings)

@@ -22,6 +22,8 @@ class ServeSettings:
     refresh_interval: float = 0.5
     max_range_count: int = 100_000
     log_level: str = "warning"
+    key_budget: int | None = None  # bytes for built keys; None: a fraction of RAM
+    key_interval: float = 5.0  # seconds between key builder runs; 0: no background builder
 
     def to_env(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
