@@ -124,8 +124,7 @@ def ingest_table(store: Store, name: str, paths: Sequence[Path], *, fmt: str = "
         if sort_key not in col_types:
             raise BadRequest(f"sort key {sort_key!r} is not a column ({', '.join(col_types)})")
         # Arrow's sort is stable: equal keys keep their input order.
-        table = table.take(pc.sort_indices(table, [(sort_key, "ascending")],
-                                           null_placement="at_end"))
+        table = table.take(pc.sort_indices(table, [(sort_key, "ascending")]))
     check_keys(keys, col_types)
     chunks = base_chunks + write_chunks(store, table, keys, chunk_rows, len(base_chunks))
     extra = {"keys": {k.name: list(k.fields) for k in keys},

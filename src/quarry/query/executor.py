@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from quarry.datasets.columns import Column, column
 from quarry.datasets.records import Chunk, RecordsView
+from quarry.formats import tabular
 from quarry.formats.ipaddr import format_ips
 from quarry.index.keyset import Key
 from quarry.query.filters import Cond, Query, RowCursor
@@ -206,7 +207,9 @@ def empty(view: RecordsView, fields: Sequence[str] | None) -> pa.Table:
     if view.chunks:
         t = view.chunks[0].table
         return plain(t.select(list(fields)) if fields is not None else t).slice(0, 0)
-    return pa.table({})
+    schema = pa.schema([tabular.field(n, "string" if t == "string" else t)
+                        for n, t in view.types.items() if fields is None or n in fields])
+    return plain(schema.empty_table())
 
 
 def plain(t: pa.Table) -> pa.Table:
