@@ -56,7 +56,7 @@ def cond_st(field: str) -> st.SearchStrategy[Any]:
         return st.one_of(v, st.fixed_dictionaries({"gt": v}),
                          st.fixed_dictionaries({"lte": v, "gte": v}))
     if field == "s":
-        v = st.sampled_from(STRS + ["zz"])
+        v = st.sampled_from([*STRS, "zz"])
         return st.one_of(v, st.lists(v, max_size=3),
                          st.fixed_dictionaries({"prefix": st.sampled_from(["", "a", "ab", "h"])}),
                          st.fixed_dictionaries({"contains": st.sampled_from(["a", "b", "."])}),
