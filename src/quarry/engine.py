@@ -132,7 +132,7 @@ class Engine:
                     self._leases[view.version] = left
                 else:
                     del self._leases[view.version]
-            if not left:
+            if not left and view.version not in self._current.values():
                 self.release_drained()
 
     def release_drained(self) -> list[str]:

@@ -147,6 +147,8 @@ def _convert(name: str, col: pa.ChunkedArray, logical: str) -> pa.Array:
                 return arr.cast(pa.timestamp("us")).cast(pa.int64()).cast(TS_TYPE)
             return arr.cast(TS_TYPE)
         if logical == "ip":
+            if pa.types.is_fixed_size_binary(arr.type) and arr.type.byte_width == 16:
+                return arr.cast(IP_TYPE)  # already 16-byte addresses (e.g. from Parquet)
             text = arr.cast(pa.string())
             ips, valid = parse_ips(pc.fill_null(text, ""))
             bad = ~valid & text.is_valid().to_numpy(zero_copy_only=False)

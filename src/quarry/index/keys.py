@@ -14,7 +14,6 @@ interval is one pair of binary searches.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,19 +45,6 @@ class KeySpec:
         return cls(tuple(f for f in fields if f))
 
 
-class _Strings:
-    """A sorted Arrow string array as a sequence of str, for ``bisect``."""
-
-    def __init__(self, arr: pa.Array) -> None:
-        self.arr = arr
-
-    def __len__(self) -> int:
-        return len(self.arr)
-
-    def __getitem__(self, i: int) -> str:
-        return str(self.arr[i].as_py())
-
-
 def _next_prefix(p: str) -> str | None:
     """The smallest string greater than every string starting with ``p``."""
     while p:
@@ -78,6 +64,16 @@ class ChunkKey:
         self.rows = rows
         total = sum(bits)
         self.shifts = tuple(total - sum(bits[:i + 1]) for i in range(len(bits)))
+        self._text: dict[int, np.ndarray] = {}
+
+    def _strings(self, i: int) -> np.ndarray:
+        """A string domain as a numpy array of str, made once: binary searches on it cost
+        O(log n) per value, where a hash lookup would rebuild a table of the whole domain."""
+        hit = self._text.get(i)
+        if hit is None:
+            hit = np.asarray(self.domains[i].to_numpy(zero_copy_only=False), dtype=object)
+            self._text[i] = hit
+        return hit
 
     @property
     def nbytes(self) -> int:
@@ -128,9 +124,17 @@ class ChunkKey:
     def _codes_in(self, i: int, values: tuple[Any, ...]) -> np.ndarray:
         dom = self.domains[i]
         if isinstance(dom, pa.Array):
-            pos = pc.index_in(pa.array(list(values), pa.string()), value_set=dom)
-            found = pc.drop_null(pos).to_numpy(zero_copy_only=False)
-            return np.unique(found.astype(np.int64))
+            dom = self._strings(i)
+            vals = np.array(list(values), dtype=object)
+            pos = np.searchsorted(dom, vals)
+            ok = pos < len(dom)
+            ok[ok] = dom[pos[ok]] == vals[ok]
+            return np.unique(pos[ok]).astype(np.int64)
+        if len(values) == 1:  # the common point lookup, without array set operations
+            v = values[0]
+            p = int(np.searchsorted(dom, v))
+            hit = p < len(dom) and dom[p] == v
+            return np.array([p] if hit else [], dtype=np.int64)
         vals = np.asarray(values, dtype=dom.dtype) if dom.dtype.kind == "S" else np.asarray(
             values).astype(dom.dtype)
         pos = np.searchsorted(dom, vals)
@@ -141,11 +145,11 @@ class ChunkKey:
     def _code_range(self, i: int, c: Cond) -> tuple[int, int]:
         dom = self.domains[i]
         if c.op == "prefix":
-            seq = _Strings(dom)
+            text = self._strings(i)
             p = str(c.values[0])
             nxt = _next_prefix(p)
-            return bisect.bisect_left(seq, p), len(seq) if nxt is None else bisect.bisect_left(
-                seq, nxt)
+            lo = int(np.searchsorted(text, p, "left"))
+            return lo, len(text) if nxt is None else int(np.searchsorted(text, nxt, "left"))
         lo = 0 if c.lo is None else int(np.searchsorted(
             dom, np.asarray(c.lo, dtype=dom.dtype) if dom.dtype.kind == "S" else c.lo,
             "left" if c.lo_incl else "right"))

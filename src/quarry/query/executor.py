@@ -175,7 +175,7 @@ def iter_matches(view: RecordsView, q: Query, key: Key | None,
 
 def project(chunk: Chunk, rows: np.ndarray, fields: Sequence[str] | None) -> pa.Table:
     t = chunk.table if fields is None else chunk.table.select(list(fields))
-    return t.take(pa.array(rows))
+    return t.take(rows)
 
 
 def run_page(view: RecordsView, q: Query, keys: Sequence[Key]) -> Page:
@@ -192,13 +192,14 @@ def run_page(view: RecordsView, q: Query, keys: Sequence[Key]) -> Page:
             more = True
             break
         take = rows[: q.limit - got]
-        parts.append(plain(project(chunk, take, q.fields)))
+        parts.append(project(chunk, take, q.fields))
         got += len(take)
         last = (chunk.position, int(take[-1]))
         if len(take) < len(rows):
             more = True
             break
-    table = pa.concat_tables(parts) if parts else empty(view, q.fields)
+    # Chunks' dictionaries differ, but a chunked column may mix them: decode once, at the end.
+    table = plain(pa.concat_tables(parts)) if parts else empty(view, q.fields)
     nxt = RowCursor(view.version, *last).encode() if more and last else None
     return Page(view.version, table, nxt, stats)
 
@@ -213,15 +214,12 @@ def empty(view: RecordsView, fields: Sequence[str] | None) -> pa.Table:
 
 
 def plain(t: pa.Table) -> pa.Table:
-    """Dictionary strings decoded, so tables from different chunks concatenate."""
-    cols = []
-    for col in t.columns:
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(col.type.value_type)
-        cols.append(col)
-    return pa.Table.from_arrays(cols, schema=pa.schema(
-        [pa.field(f.name, c.type, metadata=f.metadata) for f, c in zip(t.schema, cols,
-                                                                        strict=True)]))
+    """Dictionary strings decoded (field metadata kept), for output and concatenation."""
+    for i, f in enumerate(t.schema):
+        if pa.types.is_dictionary(f.type):
+            col = t.column(i).cast(f.type.value_type)
+            t = t.set_column(i, f.with_type(col.type), col)
+    return t
 
 
 def to_records(t: pa.Table) -> list[dict[str, Any]]:

@@ -91,6 +91,7 @@ class _Prepared:
             raise BadRequest(f"{len(probes)} probe rows; at most {MAX_PROBES} a join")
         self.values: dict[str, Any] = {}
         self.valid = np.ones(len(probes), dtype=bool)
+        self.order: np.ndarray | None = None
         for pcol, dfield in spec.on:
             if pcol not in probes.column_names:
                 raise BadRequest(f"the probe rows have no column {pcol!r}")
@@ -102,6 +103,17 @@ class _Prepared:
             if arr.null_count:
                 self.valid &= np.asarray(arr.is_valid(), dtype=bool)
             self.values[dfield] = _comparable(arr, logical)
+
+
+    def sort(self, field: str) -> None:
+        """Order the probes by ``field`` (numbers and addresses): binary searches with sorted
+        needles walk the key's memory in order instead of missing the cache each time."""
+        v = self.values[field]
+        self.order = None if isinstance(v, pa.Array) else np.argsort(v, kind="stable")
+        if self.order is not None:
+            self.values = {f: x.take(pa.array(self.order)) if isinstance(x, pa.Array)
+                           else x[self.order] for f, x in self.values.items()}
+            self.valid = self.valid[self.order]
 
 
 def _chunk_pairs(chunk: Chunk, ck: ChunkKey, prep: _Prepared, spec: JoinSpec,
@@ -134,6 +146,8 @@ def _chunk_pairs(chunk: Chunk, ck: ChunkKey, prep: _Prepared, spec: JoinSpec,
     for c in spec.where:
         keep = cond_mask(c, column(chunk, c.field), rows)
         probe, rows = probe[keep], rows[keep]
+    if prep.order is not None:
+        probe = prep.order[probe]  # back to the caller's probe numbering
     return probe, rows
 
 
@@ -151,6 +165,7 @@ def join(view: RecordsView, probes: pa.Table, spec: JoinSpec, keys: Sequence[Key
         key.uses += 1
         stats.key, stats.source = key.spec.name, key.source
     order = key.spec.fields[:len(fields)] if key is not None else tuple(fields)
+    prep.sort(order[0])
 
     def one(chunk: Chunk) -> tuple[int, np.ndarray, np.ndarray]:
         ck = key.chunk_key(chunk) if key is not None else None
@@ -165,19 +180,21 @@ def join(view: RecordsView, probes: pa.Table, spec: JoinSpec, keys: Sequence[Key
     out_fields = spec.fields or tuple(view.types)
     matched = np.zeros(len(probes), dtype=bool)
     parts: list[pa.Table] = []
-    keys_p, keys_c, keys_r = [], [], []
+    keys_p = []
     by_pos = {c.position: c for c in view.chunks}
-    for pos, p, r in results:
+    for pos, p, r in sorted(results, key=lambda x: x[0]):
         if not len(p):
             continue
         matched[p] = True
         if spec.how == "anti":
             continue
-        t = plain(by_pos[pos].table.select(list(out_fields)).take(pa.array(r)))
+        # Fetch in row order (memory order); the stable sort by probe below then leaves
+        # each probe's matches in (chunk, row) order.
+        by_row = np.argsort(r, kind="stable")
+        p, r = p[by_row], r[by_row]
+        t = plain(by_pos[pos].table.select(list(out_fields)).take(r))
         parts.append(t.append_column(PROBE, pa.array(p, pa.int64())))
         keys_p.append(p)
-        keys_c.append(np.full(len(p), pos))
-        keys_r.append(r)
     if spec.how == "anti":
         out = probes.filter(pa.array(~matched))
         stats.rows_matched = len(out)
@@ -187,9 +204,7 @@ def join(view: RecordsView, probes: pa.Table, spec: JoinSpec, keys: Sequence[Key
                                                                                       pa.int64())})
     table = pa.concat_tables(parts) if parts else template
     if parts:
-        order_idx = np.lexsort((np.concatenate(keys_r), np.concatenate(keys_c),
-                                np.concatenate(keys_p)))
-        table = table.take(pa.array(order_idx))
+        table = table.take(np.argsort(np.concatenate(keys_p), kind="stable"))
     stats.rows_matched = len(table)
     if spec.how == "left":
         missing = np.flatnonzero(~matched)
