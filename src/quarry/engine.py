@@ -135,6 +135,13 @@ class Engine:
             if not left and view.version not in self._current.values():
                 self.release_drained()
 
+    def warm(self, dataset: str, version: str | None = None) -> int:
+        """Fault a records version's chunks and declared keys into memory; bytes touched."""
+        from quarry.index.keyset import warm_keys
+
+        view = self.records(dataset, version)
+        return view.warm() + warm_keys(view, self.keys.declared(view))
+
     def release_drained(self) -> list[str]:
         """Close the views and keys of versions that no name points at and no query holds."""
         with self._lock:

@@ -97,7 +97,10 @@ def sql_of(field: str, spec: Any, params: list[Any]) -> str:
             parts.append(f"{field} != ?")
             params.append(val(v))
         elif op == "in":
-            parts.append(f"{field} IN ({','.join('?' * len(v))})" if v else "0")
+            # SQLite makes "x IN ()" false even for a null x; Quarry (and standard SQL
+            # logic) keeps a condition on a null unknown, negated or not.
+            parts.append(f"{field} IN ({','.join('?' * len(v))})" if v else
+                         f"CASE WHEN {field} IS NULL THEN NULL ELSE 0 END")
             params.extend(val(x) for x in v)
         elif op in ("gt", "gte", "lt", "lte"):
             parts.append(f"{field} {dict(gt='>', gte='>=', lt='<', lte='<=')[op]} ?")

@@ -54,6 +54,32 @@ def _next_prefix(p: str) -> str | None:
     return None
 
 
+def _order(values: np.ndarray) -> np.ndarray:
+    """A stable sort order; addresses sort as two big-endian integers (bytes compare slowly)."""
+    if values.dtype.kind == "S":
+        pairs = values.view(">u8").reshape(-1, 2)
+        return np.lexsort((pairs[:, 1], pairs[:, 0]))
+    return np.argsort(values, kind="stable")
+
+
+def encode(values: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct (valid) values and each row's rank among them, from one sort
+    (``np.unique`` then ``searchsorted`` would cost a second, cache-missing pass)."""
+    order = _order(values)
+    if valid is not None:
+        order = order[valid[order]]
+    s = values[order]
+    if len(s) == 0:
+        return s, np.zeros(len(values), dtype=np.int64)
+    change = np.empty(len(s), dtype=bool)
+    change[0] = True
+    np.not_equal(s[1:], s[:-1], out=change[1:])
+    ranks = np.cumsum(change) - 1
+    codes = np.zeros(len(values), dtype=np.int64)
+    codes[order] = ranks
+    return s[change], codes
+
+
 class ChunkKey:
     def __init__(self, fields: tuple[str, ...], bits: tuple[int, ...],
                  domains: Sequence[Any], comp: np.ndarray, rows: np.ndarray) -> None:
@@ -65,6 +91,7 @@ class ChunkKey:
         total = sum(bits)
         self.shifts = tuple(total - sum(bits[:i + 1]) for i in range(len(bits)))
         self._text: dict[int, np.ndarray] = {}
+        self._starts: np.ndarray | None = None
 
     def _strings(self, i: int) -> np.ndarray:
         """A string domain as a numpy array of str, made once: binary searches on it cost
@@ -99,9 +126,7 @@ class ChunkKey:
                 code = rank[col.values] if len(order) else np.zeros(n, dtype=np.int64)
                 domain: Any = col.dictionary.take(pa.array(order))
             else:
-                vals = col.values if col.valid is None else col.values[col.valid]
-                domain = np.unique(vals)
-                code = np.searchsorted(domain, col.values)
+                domain, code = encode(col.values, col.valid)
             if col.valid is not None:
                 code = np.where(col.valid, code, len(domain))
             nbits = max(1, len(domain).bit_length())
@@ -196,9 +221,23 @@ class ChunkKey:
         z = np.searchsorted(self.comp, hi, "left")
         return _gather(self.rows, a, z), tuple(used)
 
+    def starts(self) -> np.ndarray:
+        """Where each code of the first field starts in the sorted key (one extra entry at the
+        end): a probe on that field is then two gathers instead of two binary searches."""
+        if self._starts is None:
+            first = (self.comp >> np.uint64(self.shifts[0])).astype(np.int64)
+            counts = np.bincount(first, minlength=len(self.domains[0]) + 2)
+            self._starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        return self._starts
+
     def probe_ranges(self, codes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """For probe rows given as per-field codes (-1: no such value here) of the leading
         ``len(codes)`` fields: each probe's ``[start, end)`` in the sorted key."""
+        if len(codes) == 1:
+            st = self.starts()
+            c = codes[0]
+            a = st[np.where(c >= 0, c, 0)]
+            return a, np.where(c >= 0, st[np.where(c >= 0, c + 1, 0)], a)
         n = len(codes[0])
         ok = np.ones(n, dtype=bool)
         prefix = np.zeros(n, dtype=np.uint64)

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+import numpy as np
 import pyarrow as pa
 
-from quarry.datasets.records import Chunk, RecordsView
+from quarry.datasets.records import Chunk, RecordsView, touch
 from quarry.index.keys import ChunkKey, KeySpec
 
 
@@ -45,6 +46,19 @@ class Key:
             hit = ChunkKey.from_table(_map_table(str(chunk._store.blobs.path(str(blob[0])))))
             chunk.columns[cache] = hit
         return hit
+
+
+def warm_keys(view: RecordsView, keys: tuple[Key, ...]) -> int:
+    """Open and touch every page of the view's declared keys (see ``RecordsView.warm``)."""
+    total = 0
+    for k in keys:
+        for c in view.chunks:
+            ck = k.chunk_key(c)
+            if ck is not None and k.source == "declared":
+                arrays = [ck.comp, ck.rows, *(d for d in ck.domains if isinstance(d, np.ndarray))]
+                for arr in arrays:
+                    total += touch(pa.py_buffer(arr))
+    return total
 
 
 def declared_keys(view: RecordsView) -> list[Key]:

@@ -93,6 +93,8 @@ def cond_mask(c: Cond, col: Column, rows: np.ndarray | slice) -> np.ndarray:
             dm = pc.match_substring_regex(d, c.values[0])
         dmask = np.asarray(pc.fill_null(dm, False), dtype=bool)
         m = dmask[vals] if len(dmask) else np.zeros(len(vals), dtype=bool)
+    elif c.op == "in" and len(c.values) == 1:
+        m = vals == _np_values(col, c.values)[0]
     elif c.op == "in":
         m = np.isin(vals, _np_values(col, c.values))
     else:  # range
@@ -135,7 +137,13 @@ def chunk_rows(chunk: Chunk, conds: Sequence[Cond], key: Key | None, start: int,
             if start:
                 rows = rows[rows >= start]
     if rows is None:
-        rows = np.arange(start, chunk.info.rows, dtype=np.int64)
+        stats.rows_examined += chunk.info.rows - start
+        if not rest:
+            return np.arange(start, chunk.info.rows, dtype=np.int64)
+        # A scan: the first condition reads a slice (no gather), the others only its hits.
+        first = np.flatnonzero(cond_mask(rest[0], column(chunk, rest[0].field),
+                                         slice(start, chunk.info.rows))) + start
+        return filter_rows(chunk, rest[1:], first)
     stats.rows_examined += len(rows)
     return filter_rows(chunk, rest, rows)
 
