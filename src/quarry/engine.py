@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from quarry.datasets.kinds import Data, read_data
 from quarry.datasets.lines import LinesView
 from quarry.datasets.records import RecordsView
 from quarry.errors import BadRequest, NotFound
 from quarry.index.keyset import KeyCatalog
 from quarry.query.advisor import Workload
 from quarry.store import Snapshot, Store
+from quarry.store.journal import COMMIT, Event
 
 V = TypeVar("V")
 # Manifest meta entries too bulky for a dataset description (listed per chunk).
@@ -65,6 +67,12 @@ class Engine:
         # more is released (views and keys) when its last lease ends.
         self._leases: dict[str, int] = {}
         self._current: dict[tuple[str, str], str] = {}  # (dataset, HEAD or alias) -> version
+        # Read-your-writes: a commit made through this process moves the cached HEAD at once.
+        self.store.listeners.append(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.event == COMMIT and event.version is not None:
+            self._heads[event.dataset] = (time.monotonic(), event.version)
 
     def head(self, dataset: str) -> str:
         now = time.monotonic()
@@ -88,6 +96,11 @@ class Engine:
     def snapshot(self, dataset: str, version: str | None = None) -> tuple[str, Snapshot]:
         vid = self.resolve(dataset, version)
         return vid, self.store.snapshot(vid)
+
+    def data(self, dataset: str, version: str | None = None) -> tuple[str, Snapshot, Data]:
+        """A version's whole data, whatever its kind."""
+        vid, snap = self.snapshot(dataset, version)
+        return vid, snap, read_data(self.store, snap)
 
     def _view(self, kind: str, dataset: str, version: str | None,
               opener: Callable[[Store, str, Snapshot], V]) -> V:

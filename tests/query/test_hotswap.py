@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from quarry import Client
 from quarry.datasets.table_ingest import ingest_table
 from quarry.engine import Engine
 from quarry.index.keys import KeySpec
@@ -126,9 +127,10 @@ def test_alias_moves_under_http_load(tmp_path: Path) -> None:
         threads = [threading.Thread(target=load) for _ in range(4)]
         for t in threads:
             t.start()
-        for i in range(20):
-            store.set_alias("hs", "prod", v2 if i % 2 == 0 else v1)
-            time.sleep(0.05)
+        with Client(base) as admin:  # moved over HTTP (PUT /datasets/hs/aliases/prod)
+            for i in range(20):
+                admin.set_alias("hs", "prod", v2 if i % 2 == 0 else v1)
+                time.sleep(0.05)
         stop.set()
         for t in threads:
             t.join(30)

@@ -97,17 +97,16 @@ def test_keys_workload_suggest_build_accept(kc: TestClient) -> None:
     for _ in range(3):
         kc.post("/datasets/people/query", json={"where": {"ip": "10.1.2.3", "age": 23}})
     k = kc.get("/datasets/people/keys").json()
-    assert [x["source"] for x in k["keys"]] == ["declared"]
-    assert k["keys"][0]["uses"] == 0 and k["keys"][0]["bytes"] > 0
+    assert [x["fields"] for x in k["declared"]] == [["city", "age"]] and k["built"] == []
+    assert k["declared"][0]["uses"] == 0 and k["declared"][0]["size"] > 0
     assert k["suggested"][0]["fields"] == ["ip", "age"]
     b = kc.post("/datasets/people/keys/build").json()
-    assert {"fields": ["ip", "age"], "source": "built"} in [
-        {"fields": x["fields"], "source": x["source"]} for x in b["keys"]]
+    assert [(x["fields"], x["state"]) for x in b["built"]] == [(["ip", "age"], "built")]
     e = kc.post("/datasets/people/explain", json={"where": {"ip": "10.1.2.3", "age": 23}}).json()
     assert e["key"] == "ip,age" and e["source"] == "built" and e["perfect"]
     a = kc.post("/datasets/people/keys", json={"fields": ["score"]}).json()
     assert ["score"] in a["accepted"]
-    assert "accepted" in [x["source"] for x in a["keys"]]
+    assert "accepted" in [x["state"] for x in a["built"]]
     assert kc.post("/datasets/people/keys", json={"fields": ["zz"]}).status_code == 400
 
 

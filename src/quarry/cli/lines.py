@@ -46,8 +46,9 @@ def _put_file(store: Store, name: str, file: Path, link: bool, index: str,
 def _report(res: CommitResult) -> None:
     lines = res.snapshot.meta.get("lines")
     what = "new version" if res.created else "unchanged, no new version"
+    count = f", {lines} lines" if lines is not None else ""
     out.print(f"{res.snapshot.dataset}: {what} {res.version[:12]} "
-              f"({res.snapshot.size} bytes, {lines} lines)", highlight=False)
+              f"({res.snapshot.size} bytes{count})", highlight=False)
 
 
 def _demo_file() -> Path:
@@ -63,11 +64,23 @@ def register(app: typer.Typer) -> None:
             "--link", help="Index the file in place, no copy.")] = False,
         index: IndexOpt = "auto",
         message: Annotated[str, typer.Option("--message", "-m")] = "",
+        kind: Annotated[str | None, typer.Option(
+            "--kind", help="lines or document (default: the dataset's kind, else lines).")] = None,
+        if_match: Annotated[str | None, typer.Option(
+            "--if-match", help="Fail (exit 4) unless HEAD is this version.")] = None,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
-        """Add FILE as a new version of dataset NAME (a lines dataset)."""
+        """Add FILE as a new version of dataset NAME."""
+        from quarry.cli.versions import put_version
+
         with errors():
-            _report(_put_file(Store(data), name, file, link, index, message))
+            store = Store(data)
+            if kind not in (None, "lines") or if_match is not None or (
+                    kind is None and store.head(check_dataset_name(name)) is not None
+                    and store.snapshot(store.require_head(name)).kind != "lines"):
+                _report(put_version(store, name, file, kind, message, if_match, index, link))
+                return
+            _report(_put_file(store, name, file, link, index, message))
 
 
     @app.command()
@@ -133,6 +146,13 @@ def register(app: typer.Typer) -> None:
         link: Annotated[bool, typer.Option("--link", help="Index FILE in place.")] = False,
         index: IndexOpt = "auto",
         demo: Annotated[bool, typer.Option("--demo", help="Serve the bundled demo file.")] = False,
+        token: Annotated[str | None, typer.Option(
+            "--token", envvar="QUARRY_TOKEN",
+            help="Bearer token for writes (required for writes beyond loopback).")] = None,
+        closed: Annotated[list[str] | None, typer.Option(
+            "--closed", help="Dataset whose reads need the token (repeatable).")] = None,
+        log_format: Annotated[str, typer.Option("--log-format", help="text or json")] = "text",
+        log_level: Annotated[str, typer.Option("--log-level")] = "info",
     ) -> None:
         """Serve FILE and every dataset in the data folder over HTTP."""
         from quarry.server.runner import run
@@ -154,9 +174,18 @@ def register(app: typer.Typer) -> None:
                 default = lines[0] if len(lines) == 1 else None
             if default is not None:
                 store.require_head(default)
+            if log_format not in ("text", "json"):
+                raise BadRequest(f"--log-format must be text or json, got {log_format!r}")
+            if log_level.lower() not in ("debug", "info", "warning", "error"):
+                raise BadRequest("--log-level must be debug, info, warning or error")
             settings = ServeSettings(data=str(data.resolve()), host=host, port=port,
                                      workers=workers, index_base=index_base,
-                                     default_dataset=default)
+                                     default_dataset=default, token=token,
+                                     closed=tuple(closed or ()), log_format=log_format,
+                                     log_level=log_level.lower())
+            if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+                out.print("[yellow]warning:[/yellow] listening beyond loopback without "
+                          "--token: every write will be refused")
             out.print(f"serving {len(store.datasets())} dataset(s) from {data} on "
                       f"http://{host}:{port} (default: {default or 'none'}; "
                       f"{workers} worker(s); API docs at /docs)", highlight=False)

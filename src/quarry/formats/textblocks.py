@@ -81,29 +81,14 @@ class _Counting(io.RawIOBase):
             self._progress(n)
         return int(n or 0)
 
-    def close(self) -> None:
-        # Closing the reader stack closes the file (stdin is never closed: see read_batches).
-        if not self.closed and self._raw is not sys.stdin.buffer:
-            self._raw.close()
-        super().close()
 
-
-class _GzipClosing(gzip.GzipFile):
-    """A GzipFile that closes the file it reads from (GzipFile leaves ``fileobj`` open)."""
-
-    def close(self) -> None:
-        inner = self.fileobj
-        super().close()
-        if inner is not None:
-            inner.close()  # type: ignore[union-attr]
-
-
-def _open(source: Source, progress: Progress | None) -> BinaryIO:
+def _open(source: Source, progress: Progress | None) -> tuple[BinaryIO, BinaryIO]:
+    """The decoded stream, and the file under it (which neither wrapper closes)."""
     raw: BinaryIO = sys.stdin.buffer if source.path is None else open(source.path, "rb")  # noqa: SIM115
     counted = io.BufferedReader(_Counting(raw, progress), buffer_size=1 << 20)
     if counted.peek(2)[:2] == GZIP_MAGIC:
-        return _GzipClosing(fileobj=counted, mode="rb")  # type: ignore[return-value]
-    return counted
+        return gzip.GzipFile(fileobj=counted, mode="rb"), raw  # type: ignore[return-value]
+    return counted, raw
 
 
 def split_lines(block: bytes, first_line: int, source: str) -> LineBatch:
@@ -122,7 +107,7 @@ def split_lines(block: bytes, first_line: int, source: str) -> LineBatch:
 def read_batches(source: Source, *, block_size: int = BLOCK,
                  progress: Progress | None = None) -> Iterator[LineBatch]:
     """The lines of one source in batches of about ``block_size`` bytes."""
-    f = _open(source, progress)
+    f, raw = _open(source, progress)
     line = 1
     carry = b""
     try:
@@ -144,3 +129,4 @@ def read_batches(source: Source, *, block_size: int = BLOCK,
     finally:
         if source.path is not None:
             f.close()
+            raw.close()

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from quarry.engine import Engine
 from quarry.errors import BadRequest
+from quarry.index.keyset import Key
 from quarry.query import join as joins
 from quarry.query.advisor import Shape
 from quarry.query.executor import Page, Stats, iter_matches, plain, plan, project, run_page
@@ -97,18 +98,26 @@ def join(engine: Engine, dataset: str, probes: pa.Table,
 
 def keys_report(engine: Engine, dataset: str, suggestions: list[Any],
                 accepted: list[Any]) -> dict[str, Any]:
+    vid, snap = engine.snapshot(dataset)
+    if snap.kind != "records":  # nothing to key; the console asks every dataset
+        return {"version": vid, "declared": [], "built": [], "accepted": [], "suggested": []}
     view = engine.records(dataset)
     keys = engine.keys.keys(view)
     fields = engine.workload.fields(dataset)
+
+    def one(k: Key) -> dict[str, Any]:
+        return {"fields": list(k.spec.fields), "state": k.source, "uses": k.uses,
+                "size": k.nbytes}
+
     return {
         "version": view.version,
         "budget": engine.key_budget,
         "built_bytes": engine.keys.built_bytes(),
-        "keys": [{"fields": list(k.spec.fields), "source": k.source, "uses": k.uses,
-                  "bytes": k.nbytes} for k in keys],
+        "declared": [one(k) for k in keys if k.source == "declared"],
+        "built": [one(k) for k in keys if k.source != "declared"],
         "accepted": [list(s.fields) for s in accepted],
-        "suggested": [{"fields": list(s.spec.fields), "weight": round(s.weight, 3),
-                       "bytes": s.bytes} for s in suggestions],
+        "suggested": [{"fields": list(s.spec.fields), "state": "suggested",
+                       "weight": round(s.weight, 3), "size": s.bytes} for s in suggestions],
         "workload": {
             "fields": {f: round(w, 3) for f, w in sorted(fields.items(), key=lambda x: -x[1])},
             "shapes": [{**s.to_json(), "weight": round(w, 3)} for s, w in sorted(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
@@ -62,18 +63,23 @@ class BlobWriter:
 
     def commit(self) -> str:
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._store.durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         blob_id = self._hash.hexdigest()
         dest = self._store.path(blob_id)
         if dest.exists():
-            # Same content already stored: keep the existing file, drop ours.
+            # Same content already stored: keep the existing file, drop ours. Touch it so gc's
+            # grace period protects it until the commit that is about to reference it.
             self._tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.utime(dest)
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(self._tmp, 0o444)
             os.replace(self._tmp, dest)
-            fsync_dir(dest.parent)
+            if self._store.durable:
+                fsync_dir(dest.parent)
         self.blob_id = blob_id
         return blob_id
 
@@ -96,9 +102,10 @@ class BlobWriter:
 
 
 class BlobStore:
-    def __init__(self, root: Path, tmp_dir: Path) -> None:
+    def __init__(self, root: Path, tmp_dir: Path, *, durable: bool = True) -> None:
         self.root = root
         self.tmp_dir = tmp_dir
+        self.durable = durable
         root.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
 

@@ -52,7 +52,8 @@ def check_alias_name(alias: str) -> str:
 
 
 class RefStore:
-    def __init__(self, root: Path, locks: Path, tmp_dir: Path) -> None:
+    def __init__(self, root: Path, locks: Path, tmp_dir: Path, *, durable: bool = True) -> None:
+        self.durable = durable
         self.root = root
         self.locks = locks
         self.tmp_dir = tmp_dir
@@ -90,7 +91,7 @@ class RefStore:
         if new is None:
             path.unlink(missing_ok=True)
             return
-        atomic_write_bytes(path, new.encode() + b"\n", self.tmp_dir)
+        atomic_write_bytes(path, new.encode() + b"\n", self.tmp_dir, durable=self.durable)
 
     def compare_and_set(
         self, dataset: str, alias: str | None, expected: str | None, new: str | None

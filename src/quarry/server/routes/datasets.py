@@ -1,4 +1,4 @@
-"""Dataset listing and metadata, and the health check. Installed last: its catch-all
+"""Dataset listing and metadata. Installed last: its catch-all
 ``/datasets/<name>`` must not shadow the routes below a dataset."""
 
 from __future__ import annotations
@@ -7,21 +7,20 @@ from typing import Any
 
 from fastapi import FastAPI
 
-import quarry
 from quarry.engine import Engine
+from quarry.errors import NotFound
 from quarry.server.settings import ServeSettings
+from quarry.store.refs import RESERVED_SEGMENTS
 
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
-    @api.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": quarry.__version__,
-                "datasets": len(engine.store.datasets())}
-
     @api.get("/datasets", tags=["datasets"])
     def list_datasets() -> list[dict[str, Any]]:
         return engine.datasets()
 
     @api.get("/datasets/{name:path}", tags=["datasets"])
     def describe_dataset(name: str) -> dict[str, Any]:
+        if any(seg in RESERVED_SEGMENTS for seg in name.split("/")):
+            # /datasets/x/<something this server has no route for>
+            raise NotFound(f"no route for /datasets/{name}")
         return engine.describe(name)

@@ -102,7 +102,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         return _json(await run_in_threadpool(service.explain, engine, name, body))
 
     def keys_body(name: str) -> dict[str, Any]:
-        return service.keys_report(engine, name, builder.suggestions(name),
+        records = engine.snapshot(name)[1].kind == "records"
+        return service.keys_report(engine, name, builder.suggestions(name) if records else [],
                                    builder.accepted.get(name))
 
     @api.get("/datasets/{name:path}/keys", tags=["keyed"],

@@ -1,0 +1,108 @@
+"""The snapshot service's ZeroMQ REP endpoint, speaking stacked streams (see stacked.py).
+
+``=====PUT <resource>`` + body lines → ``OK``; ``=====GET <resource>`` with an optional
+``\\t<version>`` line → ``=====<resource>\\n\\t<version>\\n=====data\\n\\t<line>...``; anything
+wrong → ``ERROR: <why>``. Every request gets exactly one reply, whatever it holds: a REP
+socket that fails to answer is stuck for good.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import zmq
+
+from quarry.datasets.kinds import WriteOptions, put_bytes, read_data
+from quarry.errors import QuarryError
+from quarry.events.bus import bind
+from quarry.events.stacked import (
+    Malformed,
+    Section,
+    data_of,
+    encode,
+    lines_of,
+    parse,
+    resource_to_dataset,
+)
+from quarry.store import Store
+
+DEFAULT_REP = "tcp://127.0.0.1:5000"
+MAX_MESSAGE = 256 << 20
+# The original stored resources as text files; new resources PUT here are lines datasets.
+DEFAULT_KIND = "lines"
+
+
+def error(why: str) -> bytes:
+    return f"ERROR: {why}".encode()
+
+
+def handle(store: Store, message: bytes) -> bytes:
+    try:
+        sections = parse(message)
+    except Malformed as e:
+        return error(str(e))
+    head = sections[0]
+    verb, _, resource = head.label.partition(" ")
+    resource = resource.strip()
+    if verb not in ("PUT", "GET"):
+        return error(f"unknown command {head.label[:40]!r}: use '=====PUT <resource>' or "
+                     "'=====GET <resource>'")
+    if not resource:
+        return error(f"{verb} needs a resource name, e.g. '=====GET qplan raw'")
+    if len(sections) > 1:
+        return error(f"one command per message; got {len(sections)} sections")
+    try:
+        dataset = resource_to_dataset(resource)
+        if verb == "PUT":
+            put_bytes(store, dataset, data_of(head.lines), default_kind=DEFAULT_KIND,
+                      opts=WriteOptions(message="PUT over ZeroMQ"))
+            return b"OK"
+        if len(head.lines) > 1:
+            return error("GET takes at most one body line: the version")
+        version = head.lines[0].strip() if head.lines else None
+        vid = store.resolve(dataset, version or None)
+        snap = store.snapshot(vid)
+        data = read_data(store, snap)
+        if snap.size > MAX_MESSAGE:
+            return error(f"{resource} is {snap.size} bytes at {vid[:12]}: too large for one "
+                         "message; use GET /datasets/<name>/data over HTTP")
+        body = lines_of(data.read_all())
+        return encode([Section(resource, (vid,)), Section("data", tuple(body))])
+    except QuarryError as e:
+        return error(e.detail)
+    except Exception as e:  # never leave the REP socket without its reply
+        print(f"quarry compat: {verb} {resource[:80]!r} failed: {e!r}", file=sys.stderr)
+        return error(f"internal error: {type(e).__name__}")
+
+
+class CompatEndpoint(threading.Thread):
+    def __init__(self, store: Store, ctx: zmq.Context[zmq.Socket[bytes]],
+                 endpoint: str = DEFAULT_REP) -> None:
+        super().__init__(name="quarry-compat", daemon=True)
+        self.endpoint = endpoint
+        self._store = store
+        self._sock = bind(ctx, zmq.REP, endpoint)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+        self._halt = threading.Event()
+        self.served = 0
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        try:
+            while not self._halt.is_set():
+                if not poller.poll(100):
+                    continue
+                frames = self._sock.recv_multipart()
+                if len(frames) != 1:
+                    reply = error(f"expected one frame, got {len(frames)}")
+                else:
+                    reply = handle(self._store, frames[0])
+                self._sock.send(reply)
+                self.served += 1
+        finally:
+            self._sock.close()
+
+    def stop(self) -> None:
+        self._halt.set()
