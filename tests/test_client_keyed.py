@@ -22,7 +22,8 @@ def test_keyed_client(tmp_path: Path) -> None:
                               "100", "--data", data), check=True, capture_output=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with running(quarry_cmd("serve", "--data", data, "--port", str(port)), f"{url}/healthz"), \
+    serve = quarry_cmd("serve", "--data", data, "--port", str(port), "--log-level", "warning")
+    with running(serve, f"{url}/healthz"), \
             Client(url) as q:
         where = {"kind": "k1", "n": {"lt": 5}}
         want = [i for i in range(300) if i % 3 == 1 and i % 10 < 5]

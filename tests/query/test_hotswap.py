@@ -106,7 +106,9 @@ def test_alias_moves_under_http_load(tmp_path: Path) -> None:
     store.set_alias("hs", "prod", v1)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    args = quarry_cmd("serve", "--data", str(store.root), "--port", str(port), "--workers", "2")
+    # Warnings only: the test reads neither pipe, and per-request log lines would fill them.
+    args = quarry_cmd("serve", "--data", str(store.root), "--port", str(port), "--workers", "2",
+                      "--log-level", "warning")
     with running(args, f"{base}/healthz"):
         stop = threading.Event()
         failures: list[str] = []

@@ -3,8 +3,9 @@
 Each key field's values are replaced by their *code*: the rank among the chunk's distinct
 values (its *domain*, kept sorted in the key), nulls ranking last. Codes of ``f1, f2, ...``
 are packed, most significant first, into one uint64 (fields that do not fit in 63 bits are
-left out of that chunk's key and post-filtered). The key is that composite sorted (stably, so
-equal keys keep row order) and the permutation of rows: 12 bytes a row plus the domains.
+left out of that chunk's key and post-filtered). The key is that composite sorted and the
+permutation of rows (equal keys in any order: readers sort the rows they take): 12 bytes a
+row plus the domains.
 
 A lookup works like Roxie's segment monitors: each leading field the query fixes with ``=`` or
 ``IN`` multiplies the set of composite prefixes; a range or prefix on the next field turns
@@ -55,11 +56,12 @@ def _next_prefix(p: str) -> str | None:
 
 
 def _order(values: np.ndarray) -> np.ndarray:
-    """A stable sort order; addresses sort as two big-endian integers (bytes compare slowly)."""
+    """A sort order; addresses sort as two big-endian integers (bytes compare slowly). Ties
+    may come in any order: every reader sorts the rows it takes from a key."""
     if values.dtype.kind == "S":
         pairs = values.view(">u8").reshape(-1, 2)
         return np.lexsort((pairs[:, 1], pairs[:, 0]))
-    return np.argsort(values, kind="stable")
+    return np.argsort(values)
 
 
 def encode(values: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +143,8 @@ class ChunkKey:
         for code, b in zip(codes, bits, strict=True):
             shift -= b
             comp |= code.astype(np.uint64) << np.uint64(shift)
-        order = np.argsort(comp, kind="stable")
+        # Any order among equal composites: lookups and joins sort the rows they take.
+        order = np.argsort(comp)
         return cls(tuple(used), tuple(bits), domains, comp[order],
                    order.astype(np.uint32))
 
