@@ -97,6 +97,10 @@ def test_up_end_to_end(tmp_path: Path) -> None:
         cond = httpx.get(f"{base}/datasets/qplan/conditioned/versions").json()["versions"][0]
         assert cond["lineage"] == [{"dataset": "qplan/raw", "version": raw_v1,
                                     "stage": "condition"}]
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'quarry_events_total{event="commit"}' in metrics
+        assert 'quarry_pipeline_runs_total{outcome="done",stage="condition"}' in metrics or \
+            'quarry_pipeline_runs_total{stage="condition",outcome="done"}' in metrics
         sse.join(30)
         events = [orjson.loads(x[6:]) for x in sse_lines if x.startswith("data: ")]
         assert [e["dataset"] for e in events] == ["qplan/raw", "qplan/conditioned",
@@ -155,3 +159,22 @@ def test_up_refuses_a_busy_port(tmp_path: Path) -> None:
                            timeout=60)
     ctx.term()
     assert r.returncode == 6 and b"cannot listen" in r.stderr
+
+
+def test_truncated_put_commits_nothing(tmp_path: Path) -> None:
+    import socket
+
+    ports = {"http": free_port(), "pub": free_port(), "rep": free_port()}
+    cfg = tmp_path / "quarry.yaml"
+    cfg.write_text(CONFIG.format(data=tmp_path / "data", **ports))
+    base = f"http://127.0.0.1:{ports['http']}"
+    with running(quarry_cmd("up", "--config", str(cfg)), f"{base}/healthz"):
+        assert httpx.put(f"{base}/datasets/t", content=b"kept").status_code == 201
+        with socket.create_connection(("127.0.0.1", ports["http"])) as s:
+            s.sendall(b"PUT /datasets/t HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n"
+                      + b"partial" * 100)
+            time.sleep(0.3)
+        time.sleep(0.5)  # the server sees the disconnect and aborts the writer
+        assert httpx.get(f"{base}/datasets/t/data").content == b"kept"
+        assert len(httpx.get(f"{base}/datasets/t/versions").json()["versions"]) == 1
+    assert list((tmp_path / "data" / "tmp").iterdir()) == []

@@ -90,3 +90,14 @@ def test_pipeline_commands(tmp_path: Path) -> None:
     assert r.exit_code == 3
     r = runner.invoke(app, ["pipeline", "status", "--config", str(tmp_path / "no.yaml")])
     assert r.exit_code == 3
+
+
+def test_subscribe_and_up_bad_input(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["subscribe", "--endpoint", "not-an-endpoint", "-n", "1"])
+    assert r.exit_code == 2 and "cannot subscribe" in r.stderr
+    cfg = tmp_path / "quarry.yaml"
+    cfg.write_text("pipelines:\n  - name: a\n    source: x\n    target: x\n    run: cat\n")
+    r = runner.invoke(app, ["up", "--config", str(cfg)])
+    assert r.exit_code == 2 and "cycle" in r.stderr
+    r = runner.invoke(app, ["up", "--config", str(tmp_path / "missing.yaml")])
+    assert r.exit_code == 3

@@ -89,3 +89,20 @@ def test_real_endpoint_with_a_client_process(store: Store) -> None:
     assert replies[3].startswith(b"ERROR: ") and b"no dataset" in replies[3]
     assert replies[4].startswith(b"ERROR: expected one frame")
     assert ep.served == 5
+
+
+def test_reply_cache_follows_head_and_aliases(store: Store) -> None:
+    from quarry.events.compat import ReplyCache
+
+    cache = ReplyCache(entries=2)
+    assert handle(store, b"=====PUT r\n\tone", cache) == b"OK"
+    assert handle(store, b"=====GET r", cache).endswith(b"\tone")
+    v1 = store.require_head("r")
+    assert handle(store, b"=====PUT r\n\ttwo", cache) == b"OK"
+    assert handle(store, b"=====GET r", cache).endswith(b"\ttwo")
+    store.set_alias("r", "prod", v1)
+    assert handle(store, b"=====GET r\n\tprod", cache).endswith(b"\tone")
+    store.set_alias("r", "prod", None)
+    assert handle(store, b"=====GET r\n\tprod", cache).endswith(b"\ttwo")
+    assert handle(store, b"=====PUT r\n\tthree", cache) == b"OK"  # evicts the oldest
+    assert handle(store, b"=====GET r\n\t" + v1[:9].encode(), cache).endswith(b"\tone")

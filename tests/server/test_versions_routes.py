@@ -202,3 +202,43 @@ def test_free_space_refusal_writes_nothing(tmp_path: Path) -> None:
         assert r.status_code == 507
     assert list(store.blobs.ids()) == [] and list(store.tmp_dir.iterdir()) == []
     assert store.datasets() == []
+
+
+def test_hot_path_serves_data_like_the_app(client: TestClient) -> None:
+    hot = client.app.hot_routes  # type: ignore[attr-defined]
+    v1 = str(put(client, "hot/doc", b"first", kind="document")["version"])
+    put(client, "hot/doc", b"second")
+    put(client, "hot/text", b"a\nb\n", kind="lines")
+    client.put("/datasets/hot/csv", content=b"x,y\n", headers={"content-type": "text/csv"})
+    urls = ["/datasets/hot/doc/data", f"/datasets/hot/doc/data?version={v1}",
+            f"/datasets/hot/doc/data?version={v1[:6]}", "/datasets/hot/doc/data?version=abc",
+            "/datasets/hot/doc/data?version=nosuch", "/datasets/hot/text/data",
+            "/datasets/hot/csv/data", "/datasets/nope/data", "/datasets/bad name/data",
+            "/datasets/hot/doc/data?version="]
+    for url in urls:
+        raw = hot.respond(b"GET", url.encode())
+        assert raw is not None, url
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        headers = dict(x.decode().lower().split(": ", 1) for x in lines[1:])
+        r = client.get(url)
+        assert (int(lines[0].split(b" ")[1]), body) == (r.status_code, r.content), url
+        for h in ("content-type", "etag", "x-quarry-version"):
+            assert headers.get(h) == r.headers.get(h), (url, h)
+    for url in ["/datasets/hot/doc/data?version=a&x=1", "/datasets/hot/doc/data?v=1",
+                "/datasets/hot/doc/data?version=a%20b"]:
+        assert hot.respond(b"GET", url.encode()) is None
+
+
+def test_big_bodies_are_written_in_a_worker_thread(client: TestClient,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from quarry.server.routes import versions
+
+    monkeypatch.setattr(versions, "HANDOFF", 1000)
+    body = b"".join(b"line %d\n" % i for i in range(5000))
+    r = client.put("/datasets/big", content=iter([body[i : i + 777]
+                                                   for i in range(0, len(body), 777)]),
+                   params={"kind": "lines"})
+    assert r.status_code == 201 and r.json()["size"] == len(body)
+    assert client.get("/datasets/big/data").content == body
+    assert client.get("/datasets/big/lines/4321").text == "line 4320"

@@ -12,6 +12,7 @@ import typer
 
 from quarry.cli.common import errors, out
 from quarry.config import Config, load_config
+from quarry.errors import BadRequest
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="quarry.yaml to use.")]
 
@@ -46,7 +47,13 @@ def register(app: typer.Typer) -> None:
         # Subscribe to the literal part of the pattern; the glob is checked here.
         literal = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
         sock.setsockopt(zmq.SUBSCRIBE, literal.encode())
-        sock.connect(endpoint)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as e:
+            sock.close(0)
+            ctx.term()
+            with errors():
+                raise BadRequest(f"cannot subscribe to {endpoint!r}: {e}") from None
         seen = 0
         try:
             while count == 0 or seen < count:

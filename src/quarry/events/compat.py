@@ -37,7 +37,27 @@ def error(why: str) -> bytes:
     return f"ERROR: {why}".encode()
 
 
-def handle(store: Store, message: bytes) -> bytes:
+class ReplyCache:
+    """GET replies by (resource, version id): a version never changes, so neither does the
+    reply; only resolving the version (HEAD, alias) is redone per request."""
+
+    def __init__(self, entries: int = 256, max_bytes: int = 256 << 10) -> None:
+        self._replies: dict[tuple[str, str], bytes] = {}
+        self._entries = entries
+        self._max_bytes = max_bytes
+
+    def get(self, resource: str, vid: str) -> bytes | None:
+        return self._replies.get((resource, vid))
+
+    def put(self, resource: str, vid: str, reply: bytes) -> None:
+        if len(reply) > self._max_bytes:
+            return
+        if len(self._replies) >= self._entries:
+            self._replies.pop(next(iter(self._replies)))
+        self._replies[(resource, vid)] = reply
+
+
+def handle(store: Store, message: bytes, cache: ReplyCache | None = None) -> bytes:
     try:
         sections = parse(message)
     except Malformed as e:
@@ -62,13 +82,19 @@ def handle(store: Store, message: bytes) -> bytes:
             return error("GET takes at most one body line: the version")
         version = head.lines[0].strip() if head.lines else None
         vid = store.resolve(dataset, version or None)
+        cached = cache.get(resource, vid) if cache is not None else None
+        if cached is not None:
+            return cached
         snap = store.snapshot(vid)
         data = read_data(store, snap)
         if snap.size > MAX_MESSAGE:
             return error(f"{resource} is {snap.size} bytes at {vid[:12]}: too large for one "
                          "message; use GET /datasets/<name>/data over HTTP")
         body = lines_of(data.read_all())
-        return encode([Section(resource, (vid,)), Section("data", tuple(body))])
+        reply = encode([Section(resource, (vid,)), Section("data", tuple(body))])
+        if cache is not None:
+            cache.put(resource, vid, reply)
+        return reply
     except QuarryError as e:
         return error(e.detail)
     except Exception as e:  # never leave the REP socket without its reply
@@ -88,17 +114,16 @@ class CompatEndpoint(threading.Thread):
         self.served = 0
 
     def run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
+        cache = ReplyCache()
         try:
             while not self._halt.is_set():
-                if not poller.poll(100):
+                if not self._sock.poll(100):
                     continue
                 frames = self._sock.recv_multipart()
                 if len(frames) != 1:
                     reply = error(f"expected one frame, got {len(frames)}")
                 else:
-                    reply = handle(self._store, frames[0])
+                    reply = handle(self._store, frames[0], cache)
                 self._sock.send(reply)
                 self.served += 1
         finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import logging
 import os
 import queue
 import signal
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +37,16 @@ import orjson
 from quarry.config import Stage
 from quarry.datasets.kinds import WriteOptions, get_kind, kind_for_put, read_data
 from quarry.errors import NotFound, QuarryError
+from quarry.logs import LOGGER, fields
 from quarry.store import Store
 from quarry.store.atomic import atomic_write_bytes
 from quarry.store.journal import COMMIT, FAILED, Event
 
 KEEP_DONE = 10_000  # remembered successful source versions per stage
 PIPE_BLOCK = 1 << 20
+
+
+log = logging.getLogger(LOGGER + ".pipelines")
 
 
 class TransformFailed(Exception):
@@ -115,8 +120,10 @@ def _call(spec: str, data: bytes) -> bytes:
 
 class Pipelines:
     def __init__(self, store: Store, stages: tuple[Stage, ...], *,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None,
+                 observer: Callable[[Outcome], None] | None = None) -> None:
         self.store = store
+        self.observer = observer  # told every outcome of the background workers (metrics)
         self.stages = {s.name: s for s in stages}
         self.workdir = workdir
         self.folder = store.root / "pipelines"
@@ -160,10 +167,12 @@ class Pipelines:
             if version is None or self._stopping.is_set():
                 return
             try:
-                for failed in self._pending_failures(name):
-                    if failed != version:
-                        self.process(name, failed)
-                self.process(name, version)
+                outcomes = [self.process(name, failed) for failed in
+                            self._pending_failures(name) if failed != version]
+                outcomes.append(self.process(name, version))
+                if self.observer is not None:
+                    for outcome in outcomes:
+                        self.observer(outcome)
             except Exception as e:  # keep the stage alive whatever happens
                 print(f"quarry pipeline {name}: {e!r}", file=sys.stderr)
 
@@ -205,6 +214,10 @@ class Pipelines:
                 res = self._transform_and_put(stage, version)
             except (TransformFailed, QuarryError, OSError) as e:
                 why = e.detail if isinstance(e, QuarryError) else str(e)
+                log.error("pipeline stage %s failed on %s@%s: %s", name, stage.source,
+                          version[:12], why, extra=fields(
+                              stage=name, dataset=stage.source, version=version,
+                              target=stage.target))
                 prev = st.failed.get(version, {})
                 st.failed[version] = {"error": why, "time": time.time(),
                                       "source_time": src.created,
@@ -215,6 +228,10 @@ class Pipelines:
                     "error": why}))
                 return Outcome(name, version, "failed", error=why)
             st.done.append(version)
+            log.info("pipeline stage %s: %s@%s -> %s@%s", name, stage.source, version[:12],
+                     stage.target, res[0][:12], extra=fields(
+                         stage=name, dataset=stage.source, version=version,
+                         target=stage.target, target_version=res[0], created=res[1]))
             # Older failures are superseded by this newer success; retrying them would move
             # the target back to data derived from an older source.
             for v in [v for v, f in st.failed.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from quarry.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from quarry.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuarryError
 from quarry.store.atomic import atomic_write_bytes, ensure_free_space
 from quarry.store.blobs import BlobStore
 from quarry.store.journal import ALIAS, COMMIT, Event, Journal
@@ -232,6 +233,13 @@ class Store:
             candidates.add(ids[i])
             i += 1
         candidates |= {a for a in aliases.values() if a.startswith(v)}
+        if not candidates:
+            # A version gc cut off from HEAD's history (no longer aliased, not yet collected)
+            # still exists: look for it among the manifests before saying it does not.
+            for path in self.manifests.glob(f"{v}*.json"):
+                with contextlib.suppress(QuarryError):
+                    if self.snapshot(path.stem).dataset == dataset:
+                        candidates.add(path.stem)
         if not candidates:
             raise NotFound(f"{dataset} has no version {version!r}")
         if len(candidates) > 1:

@@ -5,6 +5,7 @@ Installed before ``datasets``: the catch-all ``/datasets/{name}`` would shadow t
 
 from __future__ import annotations
 
+import asyncio
 import errno
 from typing import Any
 
@@ -14,7 +15,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, StreamingResponse
 
-from quarry.datasets.kinds import WriteOptions, kind_for_put
+from quarry.datasets.kinds import VersionWriter, WriteOptions, kind_for_put
 from quarry.engine import Engine
 from quarry.errors import BadRequest, InsufficientStorage, NotFound, PreconditionFailed
 from quarry.server.settings import ServeSettings
@@ -25,6 +26,7 @@ DEFAULT_KIND = "document"
 # Small data is read and sent in one piece: cheaper than a file response's thread hops.
 INLINE_BELOW = 1 << 20
 MAX_MESSAGE = 4096
+HANDOFF = 4 << 20
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -39,6 +41,36 @@ def _content_length(request: Request) -> int | None:
     if not raw.isdigit():
         raise BadRequest(f"invalid Content-Length {raw[:40]!r}")
     return int(raw)
+
+
+async def _receive(request: Request, writer: VersionWriter) -> None:
+    """Feed the body to the writer. Small bodies are written inline; past ``HANDOFF`` bytes,
+    batches are hashed and written in a worker thread while the event loop receives the
+    next batch (hashing and writing release the GIL), so a big PUT uses two cores."""
+    batch: list[bytes] = []
+    size = 0
+    pending: asyncio.Future[None] | None = None
+    try:
+        async for block in request.stream():
+            if not block:
+                continue
+            batch.append(block)
+            size += len(block)
+            if size >= HANDOFF:
+                data = b"".join(batch)
+                batch.clear()
+                size = 0
+                if pending is not None:
+                    await pending
+                pending = asyncio.get_running_loop().run_in_executor(None, writer.write, data)
+    except BaseException:
+        if pending is not None:
+            await asyncio.wait([pending])  # the thread must be done before the writer aborts
+        raise
+    if pending is not None:
+        await pending
+    for block in batch:
+        writer.write(block)
 
 
 def _expected_parent(engine: Engine, name: str, raw: str) -> str:
@@ -141,13 +173,15 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         try:
             writer = k.writer(store, name, opts)
             try:
-                async for block in request.stream():
-                    if block:
-                        writer.write(block)
+                await _receive(request, writer)
             except BaseException:
                 writer.abort()
                 raise
-            res = await run_in_threadpool(lambda: writer.commit(**commit_kw))
+            if store.durable or (opts.size_hint or INLINE_BELOW) >= INLINE_BELOW:
+                # fsyncs (and big finishes) wait in a worker thread, not on the event loop.
+                res = await run_in_threadpool(lambda: writer.commit(**commit_kw))
+            else:
+                res = writer.commit(**commit_kw)  # a few small file writes: cheaper inline
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise InsufficientStorage(f"the disk filled up while storing {name}; nothing "
