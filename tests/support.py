@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,8 +47,18 @@ def running(args: list[str], health_url: str, env: dict[str, str] | None = None,
             timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
     """Start a process, wait until ``health_url`` answers, and always stop it afterwards."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.Popen(args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    # Output goes to files, not pipes: a server that logs every request would fill an unread
+    # pipe and hang. proc.stdout / proc.stderr read the files from their start.
+    fd_out, out_path = tempfile.mkstemp(prefix="quarry-test-out-")
+    fd_err, err_path = tempfile.mkstemp(prefix="quarry-test-err-")
+    try:
+        proc = subprocess.Popen(args, env=full_env, stdout=fd_out, stderr=fd_err,
+                                start_new_session=True)
+    finally:
+        os.close(fd_out)
+        os.close(fd_err)
+    proc.stdout = open(out_path, "rb")  # noqa: SIM115 - closed below
+    proc.stderr = open(err_path, "rb")  # noqa: SIM115 - closed below
     try:
         wait_http(health_url, timeout, proc)
         yield proc
@@ -60,5 +71,6 @@ def running(args: list[str], health_url: str, env: dict[str, str] | None = None,
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
         for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+            stream.close()
+        for path in (out_path, err_path):
+            os.unlink(path)

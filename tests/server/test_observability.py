@@ -81,12 +81,16 @@ def test_access_policy() -> None:
     assert denied is not None and denied[0] == 401
     assert public.check("GET", "/datasets/a", {}) is None
     assert public.check("POST", "/datasets/a/query", {}) is None
-    tok = AccessPolicy("s3cret", "0.0.0.0", closed=["private"], write_posts=["/gc"])
+    tok = AccessPolicy("s3cret", "0.0.0.0", closed=["private"],
+                       write_posts=["/gc", r"/datasets/.+/keys"])
     ok = {b"authorization": b"Bearer s3cret"}
     bad = {b"authorization": b"Bearer nope"}
     assert tok.check("PUT", "/datasets/a", ok) is None
     assert tok.check("PUT", "/datasets/a", bad) is not None
     assert tok.check("POST", "/gc", {}) is not None
+    assert tok.check("POST", "/datasets/a/b/keys", {}) is not None
+    assert tok.check("POST", "/datasets/a/keys/extra", {}) is None  # whole-path match only
+    assert tok.check("POST", "/datasets/a/query", {}) is None
     assert tok.check("GET", "/datasets/private/lines/1", {}) is not None
     assert tok.check("GET", "/datasets/private/lines/1", ok) is None
     assert tok.check("GET", "/datasets/privateer/lines/1", {}) is None

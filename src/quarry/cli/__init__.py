@@ -6,12 +6,12 @@ from typing import Any
 
 import typer
 
-from quarry.cli import events, find, housekeeping, ingest, lines, versions
+from quarry.cli import events, find, housekeeping, ingest, keyed, lines, versions
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Quarry: serve big, immutable, versioned datasets fast.")
 
-for module in (lines, versions, events, housekeeping, ingest, find):
+for module in (lines, versions, events, housekeeping, ingest, find, keyed):
     module.register(app)
 
 

@@ -160,6 +160,7 @@ def _merge(parts: list[tuple[Chunk, np.ndarray, np.ndarray]], ips: tuple[bytes, 
 
 def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
     """All records of the query's addresses in its window, in order, group by group."""
+    view.require_iplog()
     if not q.ips:
         return
     probe = _Probe(q.ips)
@@ -189,6 +190,7 @@ def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
 
 def find_page(view: RecordsView, q: FindQuery) -> FindPage:
     """At most ``limit`` records, and a cursor to the next page if there are more."""
+    view.require_iplog()
     got: list[Hits] = []
     n = 0
     for hits in find_iter(view, q):
@@ -210,6 +212,7 @@ def find_page(view: RecordsView, q: FindQuery) -> FindPage:
 
 def membership(view: RecordsView, q: MembershipQuery) -> np.ndarray:
     """For each query address (in order), whether it has a record in the window."""
+    view.require_iplog()
     found = np.zeros(len(q.ips), dtype=bool)
     if not q.ips:
         return found
@@ -250,6 +253,7 @@ class Visits:
 
 def visits(view: RecordsView, q: VisitsQuery) -> Visits:
     """Every visit of one address in the window (reverse lookup), with counts."""
+    view.require_iplog()
     probe = _Probe((q.ip,))
     w = q.window
     parts: list[np.ndarray] = []
@@ -283,6 +287,7 @@ class Distinct:
 
 def distinct(view: RecordsView, q: DistinctQuery) -> Distinct:
     """Distinct addresses in the window with their record counts (forward lookup)."""
+    view.require_iplog()
     w = q.window
     his: list[np.ndarray] = []
     los: list[np.ndarray] = []

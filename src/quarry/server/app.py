@@ -16,13 +16,17 @@ from quarry.server.hotpath import HotRoutes
 from quarry.server.metrics import Metrics
 from quarry.server.middleware import AccessPolicy, ObservedApp
 from quarry.server.responses import error_body
-from quarry.server.routes import datasets, events, lines, operations, records, versions
+from quarry.server.routes import datasets, events, keyed, lines, operations, records, versions
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched.
-ROUTES = (operations, lines, records, versions, events, datasets)  # datasets: a catch-all
-# POST routes that change data; other POSTs (queries) are reads.
-WRITE_POSTS: tuple[str, ...] = ()
+ROUTES = (operations, lines, records, versions, events, keyed, datasets)  # datasets: a catch-all
+# POST routes that change data (regular expressions over the path); other POSTs (queries,
+# joins, explain) are reads.
+WRITE_POSTS: tuple[str, ...] = (
+    r"/datasets/.+/keys",  # accept a suggested key (saved with the dataset's keys)
+    r"/datasets/.+/keys/build",  # build keys now
+)
 
 
 class QuarryApp:
@@ -81,5 +85,6 @@ def app_from_env() -> QuarryApp:
     """Factory used by each server worker process."""
     settings = ServeSettings.from_env()
     logs.configure(settings.log_format, settings.log_level)
-    engine = Engine(settings.data, refresh_interval=settings.refresh_interval)
+    engine = Engine(settings.data, refresh_interval=settings.refresh_interval,
+                    key_budget=settings.key_budget)
     return create_app(engine, settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -37,12 +38,13 @@ class AccessPolicy:
         self.token = token or None
         self.public = not is_loopback(host)
         self.closed = frozenset(closed)
-        # POST routes that change data (most POSTs are queries, which are reads).
-        self.write_posts = tuple(write_posts)
+        # POST routes that change data (most POSTs are queries, which are reads), as regular
+        # expressions matched against the whole path.
+        self.write_posts = tuple(re.compile(p) for p in write_posts)
 
     def is_write(self, method: str, path: str) -> bool:
         return method in WRITE_METHODS or (
-            method == "POST" and any(path.startswith(p) for p in self.write_posts))
+            method == "POST" and any(p.fullmatch(path) for p in self.write_posts))
 
     def closed_dataset(self, path: str) -> str | None:
         if not self.closed or not path.startswith("/datasets/"):

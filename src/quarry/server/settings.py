@@ -25,6 +25,8 @@ class ServeSettings:
     log_format: str = "text"
     token: str | None = None
     closed: tuple[str, ...] = ()
+    key_budget: int | None = None  # bytes for built keys; None: a fraction of RAM
+    key_interval: float = 5.0  # seconds between key builder runs; 0: no background builder
 
     def to_env(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
