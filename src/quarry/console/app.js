@@ -178,17 +178,19 @@ async function runRecordsQuery(name, q, results, chart) {
 }
 
 async function hourlyCounts(name, q) {
-  const body = { histogram: { field: "ts", bucket: "1h" } };
-  const filters = {};
-  if (q.start !== null || q.end !== null) filters.window = { start: q.start, end: q.end };
-  if (q.ips.length) filters.ips = q.ips;
+  // Server-side: the stats endpoint counts per hour chunk by chunk, whatever the window size.
+  const filters = [];
+  if (q.start !== null || q.end !== null) {
+    filters.push({ field: "ts", op: "range", value: [q.start, q.end] });
+  }
+  if (q.ips.length) filters.push({ field: "ip", op: "in", value: q.ips });
   const res = await optional("/datasets/{name}/stats", `/datasets/${name}/stats`, {
     method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ ...body, ...filters }),
+    body: JSON.stringify({ aggregates: [{ op: "histogram", field: "ts", bucket: 3600 }], filters }),
   });
   if (!res) return null;
-  const hist = res.histogram || res;
-  return (hist.buckets || hist).map((b) => [b.start ?? b[0], b.count ?? b[1]]);
+  const key = Object.keys(res.results).find((k) => k.startsWith("histogram("));
+  return key ? res.results[key] : null;
 }
 
 async function drawHourly(name, q, chart) {
