@@ -61,3 +61,40 @@ def test_console_lists_datasets_and_reads_lines(browser: Any, tmp_path: Path) ->
         page.screenshot(path=str(ARTIFACTS / "console-lines.png"), full_page=True)
         page.close()
     assert not errors, errors
+
+
+def test_console_queries_records_and_draws_the_chart(browser: Any, tmp_path: Path) -> None:
+    import subprocess
+
+    data = str(tmp_path / "d")
+    csv = FIXTURES / "iplog" / "1k.csv"
+    subprocess.run(quarry_cmd("ingest", "logs", "iplog", str(csv), "--data", data),
+                   check=True, capture_output=True)
+    ip = csv.read_text().split(",", 1)[0]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    errors: list[str] = []
+    with running(quarry_cmd("serve", "--data", data, "--port", str(port)), f"{url}/healthz"):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/#/d/iplog")
+        page.wait_for_selector("form.query input[name=ips]")
+        assert page.input_value("input[name=start]").startswith("2014-10-07")
+        page.fill("input[name=ips]", ip)
+        page.click("button[type=submit]")
+        page.wait_for_selector("#results table")
+        assert ip in page.locator("#results").inner_text()
+        page.wait_for_selector("#chart svg rect")
+        # Without IPs: distinct IPs of the window, and a chart of every record per hour.
+        page.fill("input[name=ips]", "")
+        page.click("button[type=submit]")
+        page.wait_for_function(
+            "document.querySelectorAll('#chart svg rect').length >= 24")
+        heights = page.eval_on_selector_all(
+            "#chart svg rect", "rs => rs.map(r => parseFloat(r.getAttribute('height')))")
+        assert max(heights) > 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "console-records.png"), full_page=True)
+        page.close()
+    assert not errors, errors

@@ -132,12 +132,12 @@ function linesForm(name, d) {
 const toEpoch = (v) => (v ? Date.parse(v + "Z") / 1000 : null);
 
 function recordsForm(name, d) {
-  const zone = d.time_range || (d.zones && d.zones.ts) || null;
+  const zone = d.time_range || null;  // microseconds since the epoch
   const startIn = h("input", { type: "datetime-local", name: "start", step: "1" });
   const endIn = h("input", { type: "datetime-local", name: "end", step: "1" });
   if (zone && zone.length === 2) {
-    startIn.value = new Date(zone[0] * 1000).toISOString().slice(0, 19);
-    endIn.value = new Date(zone[1] * 1000).toISOString().slice(0, 19);
+    startIn.value = new Date(Math.floor(zone[0] / 1e6) * 1000).toISOString().slice(0, 19);
+    endIn.value = new Date(Math.ceil(zone[1] / 1e6) * 1000).toISOString().slice(0, 19);
   }
   const ipsIn = h("input", { type: "text", name: "ips", placeholder: "1.2.3.4, 5.6.7.8 (empty: all)" });
   const limitIn = h("input", { type: "number", name: "limit", value: "100", min: "1", max: "10000" });
