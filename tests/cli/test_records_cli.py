@@ -26,7 +26,8 @@ def test_ingest_dispatcher_then_find(tmp_path: Path) -> None:
     code, out, _ = q(tmp_path, "ingest", "dispatcher", "iplog",
                      str(IPLOG / "stable_metaindex2.json"))
     assert code == 0 and "20,003 records from 20 source(s)" in out
-    ip, ts = next(csv.reader((IPLOG / "stable_dispatcher" / "stable_1k_0.csv").open()))
+    with (IPLOG / "stable_dispatcher" / "stable_1k_0.csv").open() as f:
+        ip, ts = next(csv.reader(f))
     code, out, _ = q(tmp_path, "find", "records", "iplog", "--ip", ip, "--start", ts,
                      "--end", ts)
     assert code == 0 and [orjson.loads(x) for x in out.splitlines()] == [
@@ -69,7 +70,7 @@ def test_migrated_deployment_served_end_to_end(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     files = chunk_files(IPLOG / "stable_metaindex.json")
-    rows = [(ip, float(ts)) for f in files for ip, ts in csv.reader(f.open())]
+    rows = [(ip, float(ts)) for f in files for ip, ts in csv.reader(f.read_text().splitlines())]
     ips = [rows[3][0], rows[1500][0], rows[4000][0], rows[7000][0]]
     lo, hi = sorted((rows[0][1], rows[4999][1]))
     with running(quarry_cmd("serve", "--data", str(data), "--port", str(port)),

@@ -23,7 +23,7 @@ def original_find(files: list[Path], ips: list[str], start: float,
                   end: float) -> list[list[object]]:
     """The original system's answer: map over chunk files in config order, filter, then a
     stable sort by time (its reduce step)."""
-    rows = [(ip, float(ts)) for f in files for ip, ts in csv.reader(f.open())]
+    rows = [(ip, float(ts)) for f in files for ip, ts in csv.reader(f.read_text().splitlines())]
     hits = [r for r in rows if r[0] in ips and start <= r[1] <= end]
     return [list(r) for r in sorted(hits, key=lambda r: r[1])]
 
@@ -39,7 +39,7 @@ def iplog_client(engine: Engine) -> TestClient:
 def test_compat_route_matches_original_on_fixtures(engine: Engine, config: str) -> None:
     files = chunk_files(IPLOG / config)
     ingest(engine.store, "iplog", expand_sources([str(f) for f in files]), chunk_rows=3000)
-    rows = [(ip, float(ts)) for f in files for ip, ts in csv.reader(f.open())]
+    rows = [(ip, float(ts)) for f in files for ip, ts in csv.reader(f.read_text().splitlines())]
     rng = random.Random(config)
     with make_client(engine) as client:
         for _ in range(25):
@@ -102,7 +102,8 @@ def test_find_pages_with_cursor_and_streams(iplog_client: TestClient) -> None:
 
 def test_membership_visits(iplog_client: TestClient) -> None:
     c = iplog_client
-    rows = list(csv.reader((IPLOG / "stable_dispatcher" / "stable_1k_0.csv").open()))
+    text = (IPLOG / "stable_dispatcher" / "stable_1k_0.csv").read_text()
+    rows = list(csv.reader(text.splitlines()))
     ip, ts = rows[0][0], float(rows[0][1])
     r = c.post("/datasets/iplog/find/member",
                json={"ips": [ip, "9.9.9.9"], "start": ts, "end": ts + 1}).json()

@@ -133,6 +133,13 @@ def register(app: typer.Typer) -> None:
         link: Annotated[bool, typer.Option("--link", help="Index FILE in place.")] = False,
         index: IndexOpt = "auto",
         demo: Annotated[bool, typer.Option("--demo", help="Serve the bundled demo file.")] = False,
+        token: Annotated[str | None, typer.Option(
+            "--token", envvar="QUARRY_TOKEN",
+            help="Bearer token for writes (required for writes beyond loopback).")] = None,
+        closed: Annotated[list[str] | None, typer.Option(
+            "--closed", help="Dataset whose reads need the token (repeatable).")] = None,
+        log_format: Annotated[str, typer.Option("--log-format", help="text or json")] = "text",
+        log_level: Annotated[str, typer.Option("--log-level")] = "info",
     ) -> None:
         """Serve FILE and every dataset in the data folder over HTTP."""
         from quarry.server.runner import run
@@ -154,9 +161,18 @@ def register(app: typer.Typer) -> None:
                 default = lines[0] if len(lines) == 1 else None
             if default is not None:
                 store.require_head(default)
+            if log_format not in ("text", "json"):
+                raise BadRequest(f"--log-format must be text or json, got {log_format!r}")
+            if log_level.lower() not in ("debug", "info", "warning", "error"):
+                raise BadRequest("--log-level must be debug, info, warning or error")
             settings = ServeSettings(data=str(data.resolve()), host=host, port=port,
                                      workers=workers, index_base=index_base,
-                                     default_dataset=default)
+                                     default_dataset=default, token=token,
+                                     closed=tuple(closed or ()), log_format=log_format,
+                                     log_level=log_level.lower())
+            if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+                out.print("[yellow]warning:[/yellow] listening beyond loopback without "
+                          "--token: every write will be refused")
             out.print(f"serving {len(store.datasets())} dataset(s) from {data} on "
                       f"http://{host}:{port} (default: {default or 'none'}; "
                       f"{workers} worker(s); API docs at /docs)", highlight=False)

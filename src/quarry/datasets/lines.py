@@ -85,9 +85,10 @@ def put_lines(store: Store, name: str, path: Path | str, *, link: bool = False,
             snap = _snapshot(name, st.st_size, sha, info, parts, linked, message, path.name)
             return store.commit(snap, **kw)
         with store.blobs.writer() as data, open(path, "rb") as f:
+            src = f.fileno()
             info = build_line_index_from_file(
                 f, idx.write, mode=index_mode, size_hint=st.st_size,
-                on_block=data.write, progress=progress)
+                on_block=lambda block: data.copy_block(src, block), progress=progress)
             data_id = data.commit()
             parts = (Part("data", data_id, data.size), Part("line-index", idx.commit(), idx.size))
         snap = _snapshot(name, data.size, data_id, info, parts, None, message, path.name)

@@ -82,12 +82,13 @@ class _Counting(io.RawIOBase):
         return int(n or 0)
 
 
-def _open(source: Source, progress: Progress | None) -> BinaryIO:
+def _open(source: Source, progress: Progress | None) -> tuple[BinaryIO, BinaryIO]:
+    """The reader, and the file under it (closing a gzip or buffered reader leaves it open)."""
     raw: BinaryIO = sys.stdin.buffer if source.path is None else open(source.path, "rb")  # noqa: SIM115
     counted = io.BufferedReader(_Counting(raw, progress), buffer_size=1 << 20)
     if counted.peek(2)[:2] == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=counted, mode="rb")  # type: ignore[return-value]
-    return counted
+        return gzip.GzipFile(fileobj=counted, mode="rb"), raw  # type: ignore[return-value]
+    return counted, raw  # type: ignore[return-value]
 
 
 def split_lines(block: bytes, first_line: int, source: str) -> LineBatch:
@@ -106,7 +107,7 @@ def split_lines(block: bytes, first_line: int, source: str) -> LineBatch:
 def read_batches(source: Source, *, block_size: int = BLOCK,
                  progress: Progress | None = None) -> Iterator[LineBatch]:
     """The lines of one source in batches of about ``block_size`` bytes."""
-    f = _open(source, progress)
+    f, raw = _open(source, progress)
     line = 1
     carry = b""
     try:
@@ -128,3 +129,4 @@ def read_batches(source: Source, *, block_size: int = BLOCK,
     finally:
         if source.path is not None:
             f.close()
+            raw.close()

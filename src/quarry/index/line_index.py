@@ -11,15 +11,23 @@ an empty file has no lines.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
+from quarry.errors import BadRequest
+
 BOM = b"\xef\xbb\xbf"
 SCAN_BLOCK = 16 << 20
 SPARSE_EVERY = 64
+PARALLEL_SCAN_ABOVE = 1 << 20
+# Sparse lookups copy a whole block of lines and split it when it is this small; past it they
+# walk newline by newline instead.
+SPARSE_SPLIT_MAX = 64 << 10
 # Above this size "auto" picks the sparse mode: a dense index would cost ~8% of the file.
 AUTO_SPARSE_ABOVE = 32 << 30
 
@@ -50,7 +58,7 @@ def choose_mode(mode: str, size_hint: int | None) -> Mode:
     if mode == "auto":
         return "sparse" if size_hint is not None and size_hint > AUTO_SPARSE_ABOVE else "dense"
     if mode not in ("dense", "sparse"):
-        raise ValueError(f"unknown line index mode {mode!r}")
+        raise BadRequest(f"unknown line index mode {mode!r}: use auto, dense or sparse")
     return mode  # type: ignore[return-value]
 
 
@@ -63,8 +71,13 @@ class LineIndexBuilder:
     """
 
     def __init__(self, sink: Callable[[bytes], None], *, mode: Mode = "dense",
-                 size_hint: int | None = None, every: int = SPARSE_EVERY) -> None:
+                 size_hint: int | None = None, every: int = SPARSE_EVERY,
+                 threads: int | None = None) -> None:
         self._sink = sink
+        # numpy releases the GIL in the compare and the nonzero scan, so halves of a block
+        # can be scanned on two cores at once.
+        self._threads = threads if threads is not None else min(2, os.cpu_count() or 1)
+        self._pool: ThreadPoolExecutor | None = None
         self.mode = mode
         # 4-byte offsets when the file is known to fit; halves the index of files < 4 GiB.
         small = size_hint is not None and size_hint < (1 << 32) - 1
@@ -80,8 +93,23 @@ class LineIndexBuilder:
 
     def _emit(self, starts: np.ndarray) -> None:
         if len(starts):
-            self._sink(starts.astype(self.dtype, copy=False).tobytes())
+            # A byte view, so sinks that count len() count bytes; no copy.
+            self._sink(memoryview(starts.astype(self.dtype, copy=False)).cast("B"))  # type: ignore[arg-type]
             self._last_written = int(starts[-1])
+
+    def _newlines_of(self, arr: np.ndarray) -> np.ndarray:
+        """Positions of the newlines in ``arr``, split across threads for big blocks."""
+        if self._threads < 2 or len(arr) < PARALLEL_SCAN_ABOVE:
+            return np.flatnonzero(arr == 10)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="line-index")
+        step = -(-len(arr) // self._threads)
+        parts = [arr[i : i + step] for i in range(0, len(arr), step)]
+        found = list(self._pool.map(lambda a: np.flatnonzero(a == 10), parts))
+        for k, nl in enumerate(found):
+            if k:
+                nl += k * step
+        return np.concatenate(found)
 
     def _begin(self, head: bytes) -> None:
         self._started = True
@@ -103,7 +131,7 @@ class LineIndexBuilder:
         arr = np.frombuffer(block, dtype=np.uint8)
         if not len(arr):
             return
-        nl = np.flatnonzero(arr == 10)
+        nl = self._newlines_of(arr)
         base = self._pos + 1
         if self.mode == "dense":
             if len(nl):
@@ -120,6 +148,9 @@ class LineIndexBuilder:
         self._ends_with_newline = bool(arr[-1] == 10)
 
     def finish(self) -> LineIndexInfo:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if not self._started:
             head, self._head = self._head, b""
             self._begin(head)
@@ -138,20 +169,31 @@ class LineIndexBuilder:
 def build_line_index_from_file(
     f: BinaryIO, sink: Callable[[bytes], None], *, mode: Mode = "dense",
     size_hint: int | None = None, block_size: int = SCAN_BLOCK,
-    on_block: Callable[[memoryview], None] | None = None,
+    on_block: Callable[[memoryview], object] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> LineIndexInfo:
-    """Scan ``f`` block by block, reusing one buffer; ``on_block`` sees every block too."""
+    """Scan ``f`` block by block; ``on_block`` (hashing, copying) sees every block too.
+
+    ``on_block`` runs in a second thread while the block is scanned (hashlib and file writes
+    release the GIL), with two buffers so the next read never overwrites a block in use.
+    """
     builder = LineIndexBuilder(sink, mode=mode, size_hint=size_hint)
-    buf = bytearray(block_size)
-    view = memoryview(buf)
-    while n := f.readinto(buf):  # type: ignore[attr-defined]
-        chunk = view[:n]
-        if on_block is not None:
-            on_block(chunk)
-        builder.feed(chunk)
-        if progress is not None:
-            progress(n)
+    bufs = [bytearray(block_size), bytearray(block_size)]
+    with ThreadPoolExecutor(1, thread_name_prefix="line-index-io") as pool:
+        pending = None
+        k = 0
+        while n := f.readinto(bufs[k]):  # type: ignore[attr-defined]
+            chunk = memoryview(bufs[k])[:n]
+            if pending is not None:
+                pending.result()  # the other buffer is free again
+            if on_block is not None:
+                pending = pool.submit(on_block, chunk)
+            builder.feed(chunk)
+            if progress is not None:
+                progress(n)
+            k ^= 1
+        if pending is not None:
+            pending.result()
     return builder.finish()
 
 
@@ -178,11 +220,20 @@ class LineIndex:
                 if end > start and data[end - 1] == 13:
                     end -= 1
             return start, end
-        start = self._offsets[i // self._every]
-        find = data.find
-        for _ in range(i % self._every):
-            start = find(b"\n", start) + 1
-        end = find(b"\n", start)
+        b = i // self._every
+        start = self._offsets[b]
+        r = i % self._every
+        if r:
+            block_end = self._offsets[b + 1]
+            if block_end - start <= SPARSE_SPLIT_MAX:
+                # One copy and one C-level split beat r Python-level find calls: what is
+                # left after the r-th newline starts at line i.
+                start = block_end - len(data[start:block_end].split(b"\n", r)[-1])
+            else:
+                find = data.find
+                for _ in range(r):
+                    start = find(b"\n", start) + 1
+        end = data.find(b"\n", start)
         if end < 0:
             end = self._size
         elif end > start and data[end - 1] == 13:

@@ -11,22 +11,30 @@ from starlette.types import Receive, Scope, Send
 import quarry
 from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError
+from quarry.server import logs
 from quarry.server.hotpath import HotRoutes
+from quarry.server.metrics import Metrics
+from quarry.server.middleware import AccessPolicy, ObservedApp
 from quarry.server.responses import error_body
-from quarry.server.routes import datasets, lines, records
+from quarry.server.routes import datasets, lines, operations, records
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched.
-ROUTES = (lines, records, datasets)  # datasets last: its /datasets/{name} is a catch-all
+ROUTES = (operations, lines, records, datasets)  # datasets last: /datasets/{name} is a catch-all
+# POST routes that change data; other POSTs (queries) are reads.
+WRITE_POSTS: tuple[str, ...] = ()
 
 
 class QuarryApp:
     """The ASGI callable: the FastAPI app plus the hot routes the protocol answers directly."""
 
-    def __init__(self, api: FastAPI, engine: Engine, hot_routes: HotRoutes) -> None:
-        self.app = api
+    def __init__(self, api: FastAPI, engine: Engine, hot_routes: HotRoutes, metrics: Metrics,
+                 policy: AccessPolicy) -> None:
+        self.api = api
+        self.app = ObservedApp(api, metrics, policy)
         self.engine = engine
         self.hot_routes = hot_routes
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -39,8 +47,11 @@ def _error(err: QuarryError) -> Response:
 def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
     api = FastAPI(title="Quarry", version=quarry.__version__,
                   description="Serve big, immutable, versioned datasets fast.")
-    base = settings.index_base
-    hot = HotRoutes(engine, settings.default_dataset, base)
+    metrics = Metrics(engine)
+    policy = AccessPolicy(settings.token, settings.host, settings.closed, WRITE_POSTS)
+    hot = HotRoutes(engine, settings.default_dataset, settings.index_base, metrics,
+                    settings.closed)
+    api.state.metrics = metrics
 
     @api.exception_handler(QuarryError)
     async def quarry_error(request: Request, exc: QuarryError) -> Response:
@@ -63,11 +74,12 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
     for module in ROUTES:
         module.install(api, engine, settings)
 
-    return QuarryApp(api, engine, hot)
+    return QuarryApp(api, engine, hot, metrics, policy)
 
 
 def app_from_env() -> QuarryApp:
     """Factory used by each server worker process."""
     settings = ServeSettings.from_env()
+    logs.configure(settings.log_format, settings.log_level)
     engine = Engine(settings.data, refresh_interval=settings.refresh_interval)
     return create_app(engine, settings)

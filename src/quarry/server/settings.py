@@ -21,7 +21,10 @@ class ServeSettings:
     default_dataset: str | None = None
     refresh_interval: float = 0.5
     max_range_count: int = 100_000
-    log_level: str = "warning"
+    log_level: str = "info"
+    log_format: str = "text"
+    token: str | None = None
+    closed: tuple[str, ...] = ()
 
     def to_env(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
@@ -31,4 +34,6 @@ class ServeSettings:
         raw = os.environ.get(ENV_VAR)
         if not raw:
             return cls(data=os.environ.get("QUARRY_HOME", "quarry-data"))
-        return cls(**orjson.loads(raw))
+        d = orjson.loads(raw)
+        d["closed"] = tuple(d.get("closed", ()))
+        return cls(**d)

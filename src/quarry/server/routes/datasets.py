@@ -1,4 +1,4 @@
-"""Dataset listing and metadata, and the health check. Installed last: its catch-all
+"""Dataset listing and metadata. Installed last: its catch-all
 ``/datasets/<name>`` must not shadow the routes below a dataset."""
 
 from __future__ import annotations
@@ -7,17 +7,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-import quarry
 from quarry.engine import Engine
 from quarry.server.settings import ServeSettings
 
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
-    @api.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": quarry.__version__,
-                "datasets": len(engine.store.datasets())}
-
     @api.get("/datasets", tags=["datasets"])
     def list_datasets() -> list[dict[str, Any]]:
         return engine.datasets()

@@ -6,8 +6,8 @@ Installed before ``datasets``: its ``/datasets/{name}`` is a catch-all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -41,6 +41,7 @@ NDJSON = "application/x-ndjson"
 COMPAT_MAX_RECORDS = 1_000_000
 MAX_BODY = 4 << 20
 NDJSON_PIECE = 65536  # records per streamed piece
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -131,6 +132,15 @@ def _compat_dataset(engine: Engine, settings: ServeSettings) -> str:
     return names[0]
 
 
+def _get_post(api: FastAPI, path: str, **kw: Any) -> Callable[[F], F]:
+    """Register a handler for GET and POST as two routes, so each has its own OpenAPI
+    operation id (one route with both methods makes FastAPI warn of a duplicate id)."""
+    def deco(fn: F) -> F:
+        api.post(path, **kw)(fn)
+        return api.get(path, **kw)(fn)  # type: ignore[no-any-return]
+    return deco
+
+
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     def compat(dataset: str, ips: str, start: str, end: str) -> Response:
         view = engine.records(dataset)
@@ -154,7 +164,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     async def find_compat_named(name: str, ips: str, start: str, end: str) -> Response:
         return await run_in_threadpool(compat, name, ips, start, end)
 
-    @api.api_route("/datasets/{name:path}/find/member", methods=["GET", "POST"],
+    @_get_post(api, "/datasets/{name:path}/find/member",
                    tags=["records"], summary="For each IP: did it visit within the window?")
     async def member(name: str, request: Request) -> Response:
         p = await _params(request)
@@ -192,7 +202,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             body["buckets"] = [[int(s), int(c)] for s, c in zip(*v.buckets, strict=True)]
         return _json(body)
 
-    @api.api_route("/datasets/{name:path}/find/visits", methods=["GET", "POST"],
+    @_get_post(api, "/datasets/{name:path}/find/visits",
                    tags=["records"], summary="All visit times of one IP, with counts")
     async def find_visits(name: str, request: Request) -> Response:
         p = await _params(request)
@@ -218,7 +228,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                                                      d.counts.tolist(), strict=True)],
                       "next_offset": nxt if nxt < d.distinct else None})
 
-    @api.api_route("/datasets/{name:path}/find/ips", methods=["GET", "POST"], tags=["records"],
+    @_get_post(api, "/datasets/{name:path}/find/ips", tags=["records"],
                    summary="Distinct IPs within a window with their record counts")
     async def find_ips(name: str, request: Request) -> Response:
         return await run_in_threadpool(distinct, name, await _params(request))
@@ -242,7 +252,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                       "count": len(page.hits), "records": _records(page.hits),
                       "next_cursor": page.next_cursor}, headers)
 
-    @api.api_route("/datasets/{name:path}/find", methods=["GET", "POST"], tags=["records"],
+    @_get_post(api, "/datasets/{name:path}/find", tags=["records"],
                    summary="Records of a set of IPs within a window, sorted by time")
     async def find(name: str, request: Request) -> Response:
         p = await _params(request)

@@ -1,0 +1,121 @@
+"""Pure ASGI middleware: request ids, metrics, access logs and write/read access control."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from quarry.server.logs import LOGGER, fields, request_id
+from quarry.server.metrics import Metrics
+
+log = logging.getLogger(LOGGER + ".http")
+WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AccessPolicy:
+    """Who may write and read. Writes need the token when one is set, and always when the
+    server listens beyond loopback; closed datasets need it for reads too."""
+
+    def __init__(self, token: str | None, host: str, closed: Iterable[str] = (),
+                 write_posts: Iterable[str] = ()) -> None:
+        self.token = token or None
+        self.public = not is_loopback(host)
+        self.closed = frozenset(closed)
+        # POST routes that change data (most POSTs are queries, which are reads).
+        self.write_posts = tuple(write_posts)
+
+    def is_write(self, method: str, path: str) -> bool:
+        return method in WRITE_METHODS or (
+            method == "POST" and any(path.startswith(p) for p in self.write_posts))
+
+    def closed_dataset(self, path: str) -> str | None:
+        if not self.closed or not path.startswith("/datasets/"):
+            return None
+        rest = path[len("/datasets/"):]
+        for name in self.closed:
+            if rest == name or rest.startswith(name + "/"):
+                return name
+        return None
+
+    def check(self, method: str, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        """None when allowed, else (status, why)."""
+        write = self.is_write(method, path)
+        closed = self.closed_dataset(path)
+        if not write and closed is None:
+            return None
+        if self.token is None:
+            if write and self.public:
+                return 401, ("writes are refused: this server listens beyond loopback and has "
+                             "no token; start it with --token or QUARRY_TOKEN")
+            if closed is not None and not write:
+                return 401, f"dataset {closed} is closed and this server has no token"
+            return None
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), self.token):
+            return None
+        what = "writes need" if write else f"reads of {closed} need"
+        return 401, f"{what} a token: send 'Authorization: Bearer <token>'"
+
+
+class ObservedApp:
+    """Wraps the API: assigns a request id, enforces the access policy, records metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, policy: AccessPolicy) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or ())
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
+        token = request_id.set(rid)
+        start = time.perf_counter()
+        status = 500
+        method = scope["method"]
+
+        async def send_wrapped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()),
+                                      (b"x-request-id", rid.encode("latin-1"))]
+            await send(message)
+
+        try:
+            denied = self.policy.check(method, scope["path"], headers)
+            if denied is not None:
+                body = orjson.dumps({"error": "unauthorized", "detail": denied[1]})
+                await send_wrapped({"type": "http.response.start", "status": denied[0],
+                                    "headers": [(b"content-type", b"application/json"),
+                                                (b"content-length", str(len(body)).encode()),
+                                                (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await self.app(scope, receive, send_wrapped)
+        finally:
+            seconds = time.perf_counter() - start
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.request(path, method, status, seconds)
+            log.info("%s %s %d %.1fms", method, scope["path"], status, seconds * 1000,
+                     extra=fields(route=path, status=status))
+            request_id.reset(token)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from quarry.datasets.lines import put_lines
+from quarry.engine import Engine
+from quarry.server import logs
+from quarry.server.middleware import AccessPolicy, is_loopback
+from quarry.store import Store
+from tests.conftest import make_client
+from tests.support import FIXTURES, free_port, quarry_cmd, running
+
+FRANKENSTEIN = FIXTURES / "lines" / "frankenstein.txt"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_asgi_and_hot_requests(engine: Engine, store: Store) -> None:
+    put_lines(store, "frank", FRANKENSTEIN)
+    c = make_client(engine, default_dataset="frank")
+    for _ in range(3):
+        assert c.get("/datasets/frank").status_code == 200
+    assert c.get("/datasets/nope").status_code == 404
+    hot = c.app.hot_routes  # type: ignore[attr-defined]
+    for n in (b"1", b"2", b"999999"):
+        hot.respond(b"GET", b"/lines/" + n)
+    r = c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    s = samples(r.text)
+    key = ("quarry_http_requests_total",
+           (("method", "GET"), ("route", "/datasets/{name:path}"), ("status", "200")))
+    assert s[key] == 3
+    assert s[("quarry_http_requests_total",
+              (("method", "GET"), ("route", "/lines/{n}"), ("status", "200")))] == 2
+    assert s[("quarry_http_requests_total",
+              (("method", "GET"), ("route", "/lines/{n}"), ("status", "413")))] == 1
+    assert s[("quarry_http_request_duration_seconds_count", (("route", "/lines/{n}"),))] == 3
+    assert s[("quarry_dataset_rows", (("dataset", "frank"),))] > 7000
+    assert s[("quarry_dataset_bytes", (("dataset", "frank"),))] == FRANKENSTEIN.stat().st_size
+
+
+def test_request_id(client: httpx.Client) -> None:
+    r = client.get("/healthz")
+    assert len(r.headers["x-request-id"]) == 16
+    r = client.get("/healthz", headers={"x-request-id": "abc123"})
+    assert r.headers["x-request-id"] == "abc123"
+
+
+def test_json_logs_carry_request_id(engine: Engine) -> None:
+    logs.configure("json", "info")
+    stream = io.StringIO()
+    handler = next(h for h in logging.getLogger("quarry").handlers if getattr(h, "_quarry", 0))
+    handler.stream = stream  # type: ignore[attr-defined]
+    try:
+        make_client(engine).get("/datasets/missing", headers={"x-request-id": "rid-7"})
+    finally:
+        logs.configure("text", "warning")
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert any(r["request_id"] == "rid-7" and r["status"] == 404 for r in records)
+
+
+def test_access_policy() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
+    local = AccessPolicy(None, "127.0.0.1")
+    assert local.check("PUT", "/datasets/a", {}) is None
+    public = AccessPolicy(None, "0.0.0.0")
+    denied = public.check("PUT", "/datasets/a", {})
+    assert denied is not None and denied[0] == 401
+    assert public.check("GET", "/datasets/a", {}) is None
+    assert public.check("POST", "/datasets/a/query", {}) is None
+    tok = AccessPolicy("s3cret", "0.0.0.0", closed=["private"], write_posts=["/gc"])
+    ok = {b"authorization": b"Bearer s3cret"}
+    bad = {b"authorization": b"Bearer nope"}
+    assert tok.check("PUT", "/datasets/a", ok) is None
+    assert tok.check("PUT", "/datasets/a", bad) is not None
+    assert tok.check("POST", "/gc", {}) is not None
+    assert tok.check("GET", "/datasets/private/lines/1", {}) is not None
+    assert tok.check("GET", "/datasets/private/lines/1", ok) is None
+    assert tok.check("GET", "/datasets/privateer/lines/1", {}) is None
+
+
+def test_closed_dataset_over_http(engine: Engine, store: Store) -> None:
+    put_lines(store, "secret", FRANKENSTEIN)
+    put_lines(store, "open", FRANKENSTEIN)
+    c = make_client(engine, token="t0k", closed=("secret",))
+    r = c.get("/datasets/secret/lines/2")
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    assert c.get("/datasets/secret/lines/2",
+                 headers={"authorization": "Bearer t0k"}).status_code == 200
+    assert c.get("/datasets/open/lines/2").status_code == 200
+    # The hot path leaves closed datasets to the ASGI route, which checks the token.
+    hot = c.app.hot_routes  # type: ignore[attr-defined]
+    assert hot.respond(b"GET", b"/datasets/secret/lines/2") is None
+    assert hot.respond(b"GET", b"/datasets/open/lines/2") is not None
+
+
+@pytest.mark.slow
+def test_metrics_summed_over_workers(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = quarry_cmd("serve", str(FRANKENSTEIN), "--data", str(tmp_path / "d"), "--port",
+                      str(port), "--workers", "2")
+    with running(args, f"{url}/healthz"):
+        n = 200
+        with httpx.Client(base_url=url) as c:
+            for i in range(n):
+                # New connections spread requests over both workers.
+                assert httpx.get(f"{url}/lines/{i % 50 + 1}").status_code == 200
+            import time
+
+            time.sleep(1.2)  # hot-path tallies are folded in every second
+            for i in range(4):
+                httpx.get(f"{url}/lines/{i + 1}")
+            deadline = time.monotonic() + 5
+            while True:
+                s = samples(c.get("/metrics").text)
+                got = s.get(("quarry_http_requests_total", (("method", "GET"),
+                            ("route", "/lines/{n}"), ("status", "200"))), 0)
+                if got >= n or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+                httpx.get(f"{url}/lines/1")
+            assert got >= n

@@ -1,0 +1,40 @@
+"""Documentation is part of the product: every route and command must be documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.routing import APIRoute
+
+from quarry.cli import app as cli_app
+from quarry.engine import Engine
+from quarry.server.app import create_app
+from quarry.server.settings import ServeSettings
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _normalise(path: str) -> str:
+    # /datasets/{name:path}/lines/{n} -> /datasets/<>/lines/<>
+    return re.sub(r"\{[^}]+\}|<[^>]+>", "<>", path)
+
+
+def test_every_route_is_documented(tmp_path: Path) -> None:
+    app = create_app(Engine(tmp_path), ServeSettings(data=str(tmp_path)))
+    documented = {_normalise(m) for m in re.findall(r"`(?:GET|PUT|POST|DELETE) ([^`?]+)",
+                                                      (DOCS / "http.md").read_text())}
+    missing = []
+    for route in app.api.routes:
+        if isinstance(route, APIRoute) and _normalise(route.path) not in documented:
+            missing.append(route.path)
+    assert not missing, f"routes missing from docs/http.md: {missing}"
+
+
+def test_every_command_is_documented() -> None:
+    text = (DOCS / "cli.md").read_text()
+    names = [c.name or (c.callback.__name__ if c.callback else "")
+             for c in cli_app.registered_commands]
+    names += [g.name or "" for g in cli_app.registered_groups]
+    missing = [n for n in names if f"`quarry {n}" not in text]
+    assert not missing, f"commands missing from docs/cli.md: {missing}"
