@@ -9,7 +9,7 @@ fi
 stamp=.venv/.quarry-test-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[test,ray]"
   touch "$stamp"
 fi
 .venv/bin/ruff check src tests bench

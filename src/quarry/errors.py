@@ -83,3 +83,25 @@ class Corrupt(QuarryError):
     status = 500
     exit_code = 8
     error = "corrupt data"
+
+
+class ShardUnavailable(QuarryError):
+    """A shard (a worker, an actor or a remote server, named in the detail) did not answer."""
+
+    status = 503
+    exit_code = 6
+    error = "shard unavailable"
+
+
+class ShardTimeout(QuarryError):
+    status = 504
+    exit_code = 6
+    error = "shard timeout"
+
+
+class MissingExtra(QuarryError):
+    """An optional backend was asked for but its package is not installed."""
+
+    status = 501
+    exit_code = 9
+    error = "not installed"

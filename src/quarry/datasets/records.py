@@ -112,6 +112,7 @@ class Chunk:
         self._ts: np.ndarray | None = None
         self._ip: np.ndarray | None = None
         self._index: IpIndex | None = None
+        self._touched = 0
 
     @property
     def table(self) -> pa.Table:
@@ -151,6 +152,22 @@ class Chunk:
             self._index = IpIndex(comp, self.info.exact)
         return self._index
 
+    def warm(self) -> int:
+        """Map the index and times and read every page of them; the bytes now in memory."""
+        idx = self.index.comp
+        ts = self.ts
+        # One read per 4 KiB page pulls the file into the page cache without copying it.
+        self._touched = int(idx[::512].sum()) + int(ts[::512].sum())
+        return int(idx.nbytes + ts.nbytes)
+
+    def drop_index(self) -> None:
+        """Let go of the index mapping (a sleeping shard answers by scanning)."""
+        self._index = None
+
+    @property
+    def index_loaded(self) -> bool:
+        return self._index is not None
+
     def row_range(self, lo_us: int | None, hi_us: int | None) -> tuple[int, int]:
         """Rows ``[r0, r1)`` whose time lies in ``[lo_us, hi_us]`` (binary search)."""
         ts = self.ts
@@ -173,6 +190,15 @@ class RecordsView:
         self.rows = int(snap.meta.get("rows", 0))
         infos = [ChunkInfo.from_json(c) for c in snap.meta.get("chunks", [])]
         self.chunks = [Chunk(store, info, i) for i, info in enumerate(infos) if info.rows]
+
+    def subset(self, positions: Sequence[int]) -> RecordsView:
+        """The same version restricted to the chunks at ``positions`` (sharing them)."""
+        keep = frozenset(positions)
+        sub = object.__new__(RecordsView)
+        sub.__dict__.update(self.__dict__)
+        sub.chunks = [c for c in self.chunks if c.position in keep]
+        sub.rows = sum(c.info.rows for c in sub.chunks)
+        return sub
 
     def describe(self) -> dict[str, Any]:
         return {"rows": self.rows, "chunks": len(self.chunks), "format": self.meta.get("format"),

@@ -72,8 +72,14 @@ class _Probe:
         self.keys, self.v4 = keys32(arr)
         self.hi, self.lo = halves(arr)
 
-    def rows(self, chunk: Chunk, r0: int, r1: int) -> np.ndarray:
-        """Rows in ``[r0, r1)`` of ``chunk`` holding one of the addresses, ascending."""
+    def rows(self, chunk: Chunk, r0: int, r1: int, scan: bool = False) -> np.ndarray:
+        """Rows in ``[r0, r1)`` of ``chunk`` holding one of the addresses, ascending.
+
+        With ``scan`` the chunk's index is not touched (a sleeping shard): every row in the
+        range is compared, which costs a pass over the column instead of two binary searches.
+        """
+        if scan:
+            return self.scan(chunk.ip[r0:r1]) + r0
         idx: IpIndex = chunk.index
         keys = self.keys[self.v4] if chunk.info.exact else self.keys
         if len(keys) == 0:
@@ -84,6 +90,17 @@ class _Probe:
             rows = rows[self.verify(chunk.ip[rows])]
         rows.sort()
         return rows
+
+    def scan(self, ips: np.ndarray) -> np.ndarray:
+        """Positions in ``ips`` of the query's addresses, ascending, by comparing every row."""
+        if len(ips) == 0 or len(self.ips) == 0:
+            return np.zeros(0, dtype=np.int64)
+        h, lo = halves(ips)
+        cand = np.flatnonzero(np.isin(lo, self.lo) & np.isin(h, self.hi))
+        if len(cand) == 0:
+            return cand.astype(np.int64)
+        out: np.ndarray = cand[self.verify(ips[cand])].astype(np.int64)
+        return out
 
     def verify(self, cand: np.ndarray) -> np.ndarray:
         """Which candidate addresses really are among the query's (hash keys may collide)."""
@@ -130,7 +147,7 @@ def _merge(parts: list[tuple[Chunk, np.ndarray]]) -> Hits:
     return Hits(ts, pos, row, ip)
 
 
-def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
+def find_iter(view: RecordsView, q: FindQuery, scan: bool = False) -> Iterator[Hits]:
     """All records of the query's addresses in its window, in order, group by group."""
     probe = _Probe(q.ips)
     if not q.ips:
@@ -147,7 +164,7 @@ def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
         for c in group:
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 > r0:
-                rows = probe.rows(c, r0, r1)
+                rows = probe.rows(c, r0, r1, scan)
                 if len(rows):
                     parts.append((c, rows))
         hits = _merge(parts)
@@ -160,11 +177,11 @@ def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
             yield hits
 
 
-def find_page(view: RecordsView, q: FindQuery) -> FindPage:
+def find_page(view: RecordsView, q: FindQuery, scan: bool = False) -> FindPage:
     """At most ``limit`` records, and a cursor to the next page if there are more."""
     got: list[Hits] = []
     n = 0
-    for hits in find_iter(view, q):
+    for hits in find_iter(view, q, scan):
         got.append(hits)
         n += len(hits)
         if n > q.limit:
@@ -177,7 +194,7 @@ def find_page(view: RecordsView, q: FindQuery) -> FindPage:
     return FindPage(merged, None)
 
 
-def membership(view: RecordsView, q: MembershipQuery) -> np.ndarray:
+def membership(view: RecordsView, q: MembershipQuery, scan: bool = False) -> np.ndarray:
     """For each query address (in order), whether it has a record in the window."""
     found = np.zeros(len(q.ips), dtype=bool)
     if not q.ips:
@@ -191,6 +208,10 @@ def membership(view: RecordsView, q: MembershipQuery) -> np.ndarray:
                 return found
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 <= r0:
+                continue
+            if scan:
+                seen = {bytes(x) for x in np.unique(c.ip[probe.rows(c, r0, r1, True)], axis=0)}
+                found |= np.array([ip in seen for ip in q.ips], dtype=bool)
                 continue
             sel = todo & probe.v4 if c.info.exact else todo
             if not sel.any():
@@ -217,7 +238,7 @@ class Visits:
     buckets: tuple[np.ndarray, np.ndarray] | None  # bucket starts (s) and counts
 
 
-def visits(view: RecordsView, q: VisitsQuery) -> Visits:
+def visits(view: RecordsView, q: VisitsQuery, scan: bool = False) -> Visits:
     """Every visit of one address in the window (reverse lookup), with counts."""
     probe = _Probe((q.ip,))
     w = q.window
@@ -227,7 +248,7 @@ def visits(view: RecordsView, q: VisitsQuery) -> Visits:
         for c in group:
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 > r0:
-                rows = probe.rows(c, r0, r1)
+                rows = probe.rows(c, r0, r1, scan)
                 if len(rows):
                     chunk_hits.append((c, rows))
         if chunk_hits:
@@ -250,9 +271,42 @@ class Distinct:
     counts: np.ndarray
 
 
-def distinct(view: RecordsView, q: DistinctQuery) -> Distinct:
+@dataclass(frozen=True)
+class AddressCounts:
+    """Distinct addresses as sorted (high, low) 64-bit halves, with their record counts."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def merge(cls, parts: list[AddressCounts]) -> AddressCounts:
+        parts = [p for p in parts if len(p.counts)]
+        if not parts:
+            z = np.zeros(0, dtype=np.uint64)
+            return cls(z, z, np.zeros(0, dtype=np.int64))
+        if len(parts) == 1:
+            return parts[0]
+        return _reduce(np.concatenate([p.hi for p in parts]),
+                       np.concatenate([p.lo for p in parts]),
+                       np.concatenate([p.counts for p in parts]))
+
+
+def _reduce(hi: np.ndarray, lo: np.ndarray, cnt: np.ndarray) -> AddressCounts:
+    order = np.lexsort((lo, hi))
+    hi, lo, cnt = hi[order], lo[order], cnt[order]
+    change = np.flatnonzero((np.diff(hi) != 0) | (np.diff(lo) != 0)) + 1
+    starts = np.concatenate(([0], change))
+    return AddressCounts(hi[starts], lo[starts], np.add.reduceat(cnt, starts))
+
+
+def distinct(view: RecordsView, q: DistinctQuery, scan: bool = False) -> Distinct:
     """Distinct addresses in the window with their record counts (forward lookup)."""
-    w = q.window
+    return distinct_page(address_counts(view, q.window, scan), q)
+
+
+def address_counts(view: RecordsView, w: Window, scan: bool = False) -> AddressCounts:
+    """Every distinct address in the window with its record count (the mergeable part)."""
     his: list[np.ndarray] = []
     los: list[np.ndarray] = []
     cnts: list[np.ndarray] = []
@@ -261,7 +315,7 @@ def distinct(view: RecordsView, q: DistinctQuery) -> Distinct:
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 <= r0:
                 continue
-            if c.info.exact:
+            if c.info.exact and not scan:
                 # The index is sorted by key: run lengths give the counts without a sort.
                 keys, counts = c.index.key_counts(r0, r1)
                 his.append(np.zeros(len(keys), dtype=np.uint64))
@@ -277,17 +331,17 @@ def distinct(view: RecordsView, q: DistinctQuery) -> Distinct:
                 los.append(lo[starts])
             cnts.append(counts.astype(np.int64))
     if not cnts:
+        return AddressCounts.merge([])
+    if len(cnts) == 1:
+        return AddressCounts(his[0], los[0], cnts[0])
+    return _reduce(np.concatenate(his), np.concatenate(los), np.concatenate(cnts))
+
+
+def distinct_page(ac: AddressCounts, q: DistinctQuery) -> Distinct:
+    """The page of ``q`` (order, offset, limit) out of all the counts."""
+    hi, lo, cnt = ac.hi, ac.lo, ac.counts
+    if not len(cnt):
         return Distinct(0, 0, np.zeros((0, 16), dtype=np.uint8), np.zeros(0, dtype=np.int64))
-    hi = np.concatenate(his)
-    lo = np.concatenate(los)
-    cnt = np.concatenate(cnts)
-    if len(cnts) > 1:
-        order = np.lexsort((lo, hi))
-        hi, lo, cnt = hi[order], lo[order], cnt[order]
-        change = np.flatnonzero((np.diff(hi) != 0) | (np.diff(lo) != 0)) + 1
-        starts = np.concatenate(([0], change))
-        cnt = np.add.reduceat(cnt, starts)
-        hi, lo = hi[starts], lo[starts]
     total_rows = int(cnt.sum())
     if q.order == "count":
         order = np.lexsort((lo, hi, -cnt))  # most records first, then address order
