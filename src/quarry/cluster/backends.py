@@ -200,7 +200,9 @@ class BackendSpec:
                    timeout_s=timeout_s)
 
 
-def make_backend(spec: BackendSpec, engine: Engine, shards: int) -> Backend:
+def make_backend(spec: BackendSpec, engine: Engine, shards: int, *,
+                 token: str | None = None) -> Backend:
+    """The backend ``spec`` names; ``token`` is sent to remote servers (closed datasets)."""
     if spec.kind == "in-process":
         return InProcessBackend(engine)
     if spec.kind == "pool":
@@ -213,5 +215,5 @@ def make_backend(spec: BackendSpec, engine: Engine, shards: int) -> Backend:
     if spec.kind == "remote":
         from quarry.cluster.remote import RemoteBackend
 
-        return RemoteBackend(spec.remote, timeout_s=spec.timeout_s)
+        return RemoteBackend(spec.remote, timeout_s=spec.timeout_s, token=token)
     raise BadRequest(f"unknown shard backend {spec.kind!r}")

@@ -156,7 +156,11 @@ class Dispatcher:
 
         q = dataclasses.replace(query, limit=piece)
         while True:
-            page = self.run(view, q).result
+            answer = self.run(view, q)
+            if answer.partial:
+                # A stream cannot be flagged partial after its first records: it fails.
+                raise _failure(answer.missing)
+            page = answer.result
             if len(page.hits):
                 yield page.hits
             if page.next_cursor is None:

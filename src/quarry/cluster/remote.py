@@ -30,13 +30,17 @@ class RemoteBackend(Backend):
     name = "remote"
     retryable = (ShardUnavailable, ShardTimeout)
 
-    def __init__(self, groups: tuple[tuple[str, ...], ...], *, timeout_s: float = 30.0) -> None:
+    def __init__(self, groups: tuple[tuple[str, ...], ...], *, timeout_s: float = 30.0,
+                 token: str | None = None) -> None:
         if not groups or not all(groups):
             raise BadRequest("remote shards need at least one URL each")
         self.groups = groups
         self.timeout_s = timeout_s
+        headers = {"content-type": wire.MEDIA_TYPE}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
-                                    limits=httpx.Limits(max_connections=64))
+                                    limits=httpx.Limits(max_connections=64), headers=headers)
         self._pool = ThreadPoolExecutor(max(4, 2 * len(groups)), thread_name_prefix="quarry-remote")
         self._failed: dict[str, float] = {}
         self._rr = 0
@@ -63,8 +67,7 @@ class RemoteBackend(Backend):
 
     def _call(self, url: str, task: Task) -> Outcome:
         try:
-            r = self._client.post(f"{url}/shards/map", content=wire.pack(task),
-                                  headers={"content-type": wire.MEDIA_TYPE})
+            r = self._client.post(f"{url}/shards/map", content=wire.pack(task))
         except httpx.TimeoutException:
             self._mark(url)
             raise ShardTimeout(f"{url} did not answer within {self.timeout_s:g}s") from None

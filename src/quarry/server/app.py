@@ -16,11 +16,11 @@ from quarry.server.hotpath import HotRoutes
 from quarry.server.metrics import Metrics
 from quarry.server.middleware import AccessPolicy, ObservedApp
 from quarry.server.responses import error_body
-from quarry.server.routes import datasets, lines, operations, records
+from quarry.server.routes import datasets, lines, operations, records, shards
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched.
-ROUTES = (operations, lines, records, datasets)  # datasets last: /datasets/{name} is a catch-all
+ROUTES = (operations, lines, shards, records, datasets)  # datasets last: a catch-all
 # POST routes that change data; other POSTs (queries) are reads.
 WRITE_POSTS: tuple[str, ...] = ()
 
@@ -52,6 +52,8 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
     hot = HotRoutes(engine, settings.default_dataset, settings.index_base, metrics,
                     settings.closed)
     api.state.metrics = metrics
+    # One dispatcher per server process: the records and shards routes share it.
+    api.state.dispatcher = shards.make_dispatcher(engine, settings)
 
     @api.exception_handler(QuarryError)
     async def quarry_error(request: Request, exc: QuarryError) -> Response:

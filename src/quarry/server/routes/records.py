@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from quarry.cluster.dispatcher import Answer, Dispatcher
 from quarry.datasets.records import KIND
 from quarry.engine import Engine
 from quarry.errors import BadRequest, NotFound, PayloadTooLarge
@@ -102,6 +103,21 @@ def _window_json(w: Window) -> dict[str, float | None]:
             "end": None if w.end_us is None else w.end_us / 1e6}
 
 
+def _partial(a: Answer[Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Flag an answer some shards could not contribute to (the ``partial`` policy)."""
+    if a.partial:
+        body["partial"] = True
+        body["missing"] = list(a.missing)
+    return body
+
+
+def _headers(a: Answer[Any]) -> dict[str, str]:
+    h = {"x-quarry-version": a.version}
+    if a.partial:
+        h["x-quarry-partial"] = "true"
+    return h
+
+
 def _records(hits: iplog.Hits) -> list[dict[str, Any]]:
     return [{"ip": i, "ts": t} for i, t in zip(hits.ip_text().to_pylist(),
                                                  hits.seconds().tolist(), strict=True)]
@@ -142,17 +158,20 @@ def _get_post(api: FastAPI, path: str, **kw: Any) -> Callable[[F], F]:
 
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    dispatcher: Dispatcher = api.state.dispatcher
+
     def compat(dataset: str, ips: str, start: str, end: str) -> Response:
         view = engine.records(dataset)
         q = FindQuery(ip_list(parse_compat_ips(ips)), window(start, end),
                       limit=COMPAT_MAX_RECORDS)
-        page = iplog.find_page(view, q)
+        answer = dispatcher.run(view, q)
+        page: iplog.FindPage = answer.result
         if page.next_cursor is not None:
             raise PayloadTooLarge(f"more than {COMPAT_MAX_RECORDS} records match; page through "
                                   f"them with /datasets/{dataset}/find?cursor=...")
         pairs = list(zip(page.hits.ip_text().to_pylist(), page.hits.seconds().tolist(),
                          strict=True))
-        return _json(pairs)
+        return _json(pairs, _headers(answer))
 
     @api.get("/find/{ips}/{start}/{end}/", tags=["records"],
              summary="The original access-log index route: [[ip, ts], ...] sorted by time")
@@ -172,11 +191,12 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         view = engine.records(name, p.get("version"))
         ips = ip_list(raw)
         w = _window(p)
-        found = iplog.membership(view, MembershipQuery(ips, w))
+        answer = await run_in_threadpool(dispatcher.run, view, MembershipQuery(ips, w))
         # Answer under the addresses as the client wrote them (duplicates collapse).
-        by_ip = dict(zip(ips, found.tolist(), strict=True))
+        by_ip = dict(zip(ips, answer.result.tolist(), strict=True))
         members = {r: by_ip[parse_ip(r)] for r in raw}
-        return _json({"version": view.version, "window": _window_json(w), "members": members})
+        return _json(_partial(answer, {"version": view.version, "window": _window_json(w),
+                                       "members": members}), _headers(answer))
 
     def visits(name: str, p: dict[str, Any]) -> Response:
         raw = p.get("ip")
@@ -191,7 +211,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         w = _window(p)
         q = VisitsQuery(ip_list([raw])[0], w, check_limit(_int(p, "limit", DEFAULT_LIMIT)),
                         bucket)
-        v = iplog.visits(view, q)
+        answer = dispatcher.run(view, q)
+        v: iplog.Visits = answer.result
         body: dict[str, Any] = {
             "version": view.version, "ip": raw, "window": _window_json(w), "count": v.count,
             "first": None if v.first_us is None else v.first_us / 1e6,
@@ -200,7 +221,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         }
         if v.buckets is not None:
             body["buckets"] = [[int(s), int(c)] for s, c in zip(*v.buckets, strict=True)]
-        return _json(body)
+        return _json(_partial(answer, body), _headers(answer))
 
     @_get_post(api, "/datasets/{name:path}/find/visits",
                    tags=["records"], summary="All visit times of one IP, with counts")
@@ -220,13 +241,15 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             raise BadRequest("offset must be >= 0")
         w = _window(p)
         limit = check_limit(_int(p, "limit", DEFAULT_LIMIT))
-        d = iplog.distinct(view, DistinctQuery(w, limit, offset, order))
+        answer = dispatcher.run(view, DistinctQuery(w, limit, offset, order))
+        d: iplog.Distinct = answer.result
         nxt = offset + len(d.counts)
-        return _json({"version": view.version, "window": _window_json(w),
-                      "distinct": d.distinct, "records": d.rows,
-                      "ips": [[i, c] for i, c in zip(format_ips(d.ips).to_pylist(),
-                                                     d.counts.tolist(), strict=True)],
-                      "next_offset": nxt if nxt < d.distinct else None})
+        return _json(_partial(answer, {
+            "version": view.version, "window": _window_json(w),
+            "distinct": d.distinct, "records": d.rows,
+            "ips": [[i, c] for i, c in zip(format_ips(d.ips).to_pylist(),
+                                           d.counts.tolist(), strict=True)],
+            "next_offset": nxt if nxt < d.distinct else None}), _headers(answer))
 
     @_get_post(api, "/datasets/{name:path}/find/ips", tags=["records"],
                    summary="Distinct IPs within a window with their record counts")
@@ -243,14 +266,19 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         if stream:
             if "limit" in p:
                 check_limit(limit)
+            # Streamed page by page through the dispatcher; a stream cannot be flagged as
+            # partial, so a missing shard ends it early rather than leaving a silent gap.
             return StreamingResponse(
-                _ndjson(iplog.find_iter(view, q), limit if "limit" in p else None),
+                _ndjson(dispatcher.iter_find(view, q, NDJSON_PIECE),
+                        limit if "limit" in p else None),
                 media_type=NDJSON, headers=headers)
         q = FindQuery(q.ips, q.window, check_limit(limit), cursor)
-        page = iplog.find_page(view, q)
-        return _json({"version": view.version, "window": _window_json(q.window),
-                      "count": len(page.hits), "records": _records(page.hits),
-                      "next_cursor": page.next_cursor}, headers)
+        answer = dispatcher.run(view, q)
+        page: iplog.FindPage = answer.result
+        return _json(_partial(answer, {
+            "version": view.version, "window": _window_json(q.window),
+            "count": len(page.hits), "records": _records(page.hits),
+            "next_cursor": page.next_cursor}), _headers(answer))
 
     @_get_post(api, "/datasets/{name:path}/find", tags=["records"],
                    summary="Records of a set of IPs within a window, sorted by time")
