@@ -6,12 +6,12 @@ from typing import Any
 
 import typer
 
-from quarry.cli import find, ingest, lines
+from quarry.cli import find, ingest, lines, shards
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Quarry: serve big, immutable, versioned datasets fast.")
 
-for module in (lines, ingest, find):
+for module in (lines, ingest, find, shards):
     module.register(app)
 
 
