@@ -30,7 +30,7 @@ ShardWorkersOpt = Annotated[int, typer.Option(
     "--shard-workers", min=0, max=256,
     help="Run shards on a local pool of this many processes (per server worker).")]
 RayOpt = Annotated[bool, typer.Option("--ray", help="Run shards as actors on a local Ray "
-                                                    "cluster (pip install "quarry\\[ray]").")]
+                                                    "cluster (pip install 'quarry\\[ray]').")]
 RayAddressOpt = Annotated[str | None, typer.Option(
     "--ray-address", help="Run shards as actors on this Ray cluster (e.g. ray://head:10001).")]
 RemoteOpt = Annotated[list[str] | None, typer.Option(
