@@ -19,7 +19,7 @@ import orjson
 from quarry.errors import BadRequest
 
 _TYPES: dict[str, type[Any]] = {}
-_DTYPES = frozenset("?bBhHiIlLqQefdg") | {"V16"}
+_KINDS = frozenset("biuf")  # booleans, integers, floats: never objects
 MEDIA_TYPE = "application/x-quarry-wire"
 
 
@@ -84,11 +84,14 @@ def unpack(data: bytes) -> Any:
         if not isinstance(x, dict):
             return x
         if "@a" in x:
-            dt = str(x["dtype"])
-            if dt.lstrip("<>|=")[:1] not in _DTYPES and dt.lstrip("<>|=") not in _DTYPES:
+            try:
+                dt = np.dtype(str(x["dtype"]))
+            except TypeError:
+                raise BadRequest(f"unknown array type {x['dtype']!r}") from None
+            if dt.kind not in _KINDS or dt.hasobject:
                 raise BadRequest(f"array type {dt} is not allowed on the wire")
             i = int(x["@a"])
-            arr = np.frombuffer(buf[offsets[i]:offsets[i + 1]], dtype=np.dtype(dt))
+            arr = np.frombuffer(buf[offsets[i]:offsets[i + 1]], dtype=dt)
             return arr.reshape([int(n) for n in x["shape"]])
         if "@b" in x:
             return base64.b64decode(x["@b"])
