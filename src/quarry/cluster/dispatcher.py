@@ -230,7 +230,9 @@ class _Call:
                     return self.future.result(timeout=max(0.0, left))
                 except TimeoutError:
                     self.future.cancel()
-                    raise ShardTimeout(f"no answer within {self.policy.timeout_s:g}s"
+                    target = getattr(self.future, "quarry_target", None)
+                    raise ShardTimeout((f"{target}: " if target else "")
+                                       + f"no answer within {self.policy.timeout_s:g}s"
                                        + (f" (after {'; '.join(errors)})" if errors else "")
                                        ) from None
                 except Exception as e:

@@ -43,7 +43,7 @@ class RemoteBackend(Backend):
                                     limits=httpx.Limits(max_connections=64), headers=headers)
         self._pool = ThreadPoolExecutor(max(4, 2 * len(groups)), thread_name_prefix="quarry-remote")
         self._failed: dict[str, float] = {}
-        self._rr = 0
+        self._rr: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def shard_count(self, default: int) -> int:
@@ -55,15 +55,17 @@ class RemoteBackend(Backend):
         with self._lock:
             healthy = [u for u in urls if now - self._failed.get(u, -1e9) > QUARANTINE_S]
             order = healthy + [u for u in urls if u not in healthy]
-            self._rr += 1
-            start = self._rr if attempt == 0 else attempt
+            # A counter per shard, so each shard's load alternates over its replicas.
+            start = self._rr[spec.index] = self._rr.get(spec.index, -1) + 1
         # Spread load over healthy replicas; on a retry move to the next one.
         pool = healthy or order
         return pool[start % len(pool)] if attempt == 0 else order[attempt % len(order)]
 
     def submit(self, spec: ShardSpec, task: Task, attempt: int) -> Future[Outcome]:
         url = self._pick(spec, attempt)
-        return self._pool.submit(self._call, url, task)
+        fut = self._pool.submit(self._call, url, task)
+        fut.quarry_target = url  # type: ignore[attr-defined]  # named if the deadline passes
+        return fut
 
     def _call(self, url: str, task: Task) -> Outcome:
         try:
