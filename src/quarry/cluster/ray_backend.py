@@ -55,6 +55,31 @@ class ShardWorker:
         return os.getpid()
 
 
+class _RayFuture(Future[Outcome]):
+    """A future that waits with ``ray.get`` in the caller's thread: no callback thread and
+    no condition variable between the answer and the dispatcher (about 0.1 ms a call)."""
+
+    def __init__(self, ray: Any, ref: Any) -> None:
+        super().__init__()
+        self._ray = ray
+        self._ref = ref
+
+    def result(self, timeout: float | None = None) -> Outcome:
+        try:
+            value: Outcome = self._ray.get(self._ref, timeout=timeout)
+        except self._ray.exceptions.GetTimeoutError:
+            raise TimeoutError from None
+        return value
+
+    def cancel(self) -> bool:
+        # Only a task still queued can be cancelled; one running finishes and is ignored.
+        try:
+            self._ray.cancel(self._ref)
+        except Exception:
+            return False
+        return True
+
+
 class RayBackend(Backend):
     name = "ray"
     retryable = (ShardUnavailable,)
@@ -93,9 +118,7 @@ class RayBackend(Backend):
         with self._lock:
             i = next(self._rr) if attempt == 0 else attempt
         actor = group[i % len(group)]
-        ref = actor.run.remote(task)
-        fut: Future[Outcome] = ref.future()
-        return fut
+        return _RayFuture(self.ray, actor.run.remote(task))
 
     def wake(self, spec: ShardSpec) -> None:
         group = self.actors[spec.index % self.n]
