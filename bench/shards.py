@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bench.common import OUT, process, table, write_section
 from quarry.cluster import Dispatcher, PoolBackend
 from quarry.cluster.backends import InProcessBackend
