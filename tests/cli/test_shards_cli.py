@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import orjson
 from typer.testing import CliRunner
 
@@ -53,6 +54,11 @@ def test_status_wake_sleep_of_a_served_pool(tmp_path: Path) -> None:
         assert code == 0 and orjson.loads(out)["state"] == "awake"
         code, out, _ = q("shards", "sleep", sid, "--url", url)
         assert code == 0 and orjson.loads(out)["state"] == "asleep"
+        # With a pool the original route skips the hot path and runs on the shards.
+        r = httpx.get(f"{url}/datasets/iplog/find/[1.2.3.4]/0/2000000000/")
+        assert r.status_code == 200 and r.json() == []
+        load = orjson.loads(q("shards", "status", "--url", url)[1])["shards"]
+        assert sum(s["load"]["queries"] for s in load) >= 2
         code, _, err = q("shards", "wake", "nope/1", "--url", url)
         assert code == 3 and "no shard" in err
 

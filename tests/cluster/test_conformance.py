@@ -38,8 +38,8 @@ WINDOWS = [Window(), Window(T0 * 10**6, (T0 + 3_600) * 10**6),
            Window(1, 2)]
 
 
-def _hits(h: iplog.Hits) -> tuple[list[int], list[int], list[int], bytes]:
-    return h.ts.tolist(), h.chunk.tolist(), h.row.tolist(), h.ip.tobytes()
+def _hits(h: iplog.Hits) -> tuple[list[int], list[int], list[int], list[str]]:
+    return h.ts.tolist(), h.chunk.tolist(), h.row.tolist(), h.ip_list()
 
 
 def check_all(d: Dispatcher, view: RecordsView) -> None:

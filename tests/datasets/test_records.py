@@ -98,3 +98,13 @@ def test_access_log_dataset(store: Store) -> None:
     assert t.schema.names[:2] == ["ip", "ts"]
     assert (np.diff(v.chunks[0].ts) >= 0).all()
     assert v.describe()["rows"] == 1500
+
+
+def test_engine_caches_views_and_checks_kinds(store: Store, tmp_path: Path) -> None:
+    ingest(store, "ips", expand_sources([str(write(tmp_path / "a.csv", [("1.1.1.1", 1.0)]))]))
+    engine = Engine(store, refresh_interval=0)
+    assert engine.records("ips") is engine.records("ips")
+    with pytest.raises(BadRequest, match="records dataset; this needs a lines dataset"):
+        engine.lines("ips")
+    d = engine.describe("ips")
+    assert d["kind"] == "records" and d["chunks"] == 1 and d["rows"] == 1

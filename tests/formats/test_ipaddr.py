@@ -46,3 +46,26 @@ def test_keys_are_exact_for_ipv4_only() -> None:
     assert keys[0] == 0x01020304
     assert exact.tolist() == [True, False]
     assert keys.dtype == np.uint32
+
+
+def _reference_v4(text: str) -> int | None:
+    parts = text.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and p.isascii() and 1 <= len(p) <= 3
+                                  for p in parts):
+        return None
+    octets = [int(p) for p in parts]
+    if any(o > 255 for o in octets):
+        return None
+    return (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+
+
+@given(st.lists(st.one_of(v4, st.text("0123456789.", max_size=17),
+                          st.text("0123456789.:ab -", max_size=8)), max_size=30))
+def test_parse_ipv4_matches_reference(texts: list[str]) -> None:
+    from quarry.formats.ipaddr import parse_ipv4
+
+    values, ok = parse_ipv4(pa.array(texts, pa.string()))
+    want = [_reference_v4(t) for t in texts]
+    assert ok.tolist() == [w is not None for w in want]
+    assert [int(v) for v, w in zip(values, want, strict=True) if w is not None] == [
+        w for w in want if w is not None]

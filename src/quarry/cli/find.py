@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
                         hits = hits.slice(left)
                         left -= len(hits)
                     out = sys.stdout.buffer
-                    for i, t in zip(hits.ip_text().to_pylist(), hits.seconds().tolist(),
+                    for i, t in zip(hits.ip_list(), hits.seconds().tolist(),
                                     strict=True):
                         out.write(orjson.dumps({"ip": i, "ts": t}) + b"\n")
                     if left is not None and left <= 0:

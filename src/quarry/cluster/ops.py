@@ -71,23 +71,20 @@ def query_types() -> tuple[type[Any], ...]:
     return tuple(_OPS)
 
 
-def _empty_hits() -> iplog.Hits:
-    z = np.zeros(0, dtype=np.int64)
-    return iplog.Hits(z, z, z, np.zeros((0, 16), dtype=np.uint8))
-
-
-def _concat_hits(parts: Sequence[iplog.Hits]) -> iplog.Hits:
+def _concat_hits(q: FindQuery, parts: Sequence[iplog.Hits]) -> iplog.Hits:
+    """Hits of several shards in (time, chunk, row) order. Their ``qi`` all index the same
+    query addresses, so they concatenate as they are."""
     parts = [p for p in parts if len(p)]
     if not parts:
-        return _empty_hits()
+        z = np.zeros(0, dtype=np.int64)
+        return iplog.Hits(z, z, z, z, q.ips)
     if len(parts) == 1:
         return parts[0]
-    ts = np.concatenate([p.ts for p in parts])
-    chunk = np.concatenate([p.chunk for p in parts])
-    row = np.concatenate([p.row for p in parts])
-    ip = np.concatenate([p.ip for p in parts])
-    order = np.lexsort((row, chunk, ts))
-    return iplog.Hits(ts[order], chunk[order], row[order], ip[order])
+    hits = iplog.Hits(np.concatenate([p.ts for p in parts]),
+                      np.concatenate([p.chunk for p in parts]),
+                      np.concatenate([p.row for p in parts]),
+                      np.concatenate([p.qi for p in parts]), q.ips)
+    return hits.take(np.lexsort((hits.row, hits.chunk, hits.ts)))
 
 
 class FindOp(Op[FindQuery, iplog.Hits, iplog.FindPage]):
@@ -100,7 +97,7 @@ class FindOp(Op[FindQuery, iplog.Hits, iplog.FindPage]):
         return iplog.find_page(view, dataclasses.replace(q, limit=q.limit + 1), scan).hits
 
     def combine(self, q: FindQuery, parts: Sequence[iplog.Hits]) -> iplog.Hits:
-        return _concat_hits(parts).slice(q.limit + 1)
+        return _concat_hits(q, parts).slice(q.limit + 1)
 
     def finish(self, q: FindQuery, part: iplog.Hits, version: str) -> iplog.FindPage:
         if len(part) > q.limit:

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 import quarry
+from quarry.cluster.backends import InProcessBackend
 from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError
 from quarry.server import logs
@@ -49,11 +50,12 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
                   description="Serve big, immutable, versioned datasets fast.")
     metrics = Metrics(engine)
     policy = AccessPolicy(settings.token, settings.host, settings.closed, WRITE_POSTS)
-    hot = HotRoutes(engine, settings.default_dataset, settings.index_base, metrics,
-                    settings.closed)
-    api.state.metrics = metrics
     # One dispatcher per server process: the records and shards routes share it.
-    api.state.dispatcher = shards.make_dispatcher(engine, settings)
+    dispatcher = shards.make_dispatcher(engine, settings)
+    hot = HotRoutes(engine, settings.default_dataset, settings.index_base, metrics,
+                    settings.closed, hot_records=isinstance(dispatcher.backend, InProcessBackend))
+    api.state.metrics = metrics
+    api.state.dispatcher = dispatcher
 
     @api.exception_handler(QuarryError)
     async def quarry_error(request: Request, exc: QuarryError) -> Response:

@@ -13,6 +13,7 @@ import time
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
 from quarry.errors import NotFound, QuarryError
+from quarry.server.hot_records import CompatDataset, HotRecords
 from quarry.server.metrics import Metrics
 from quarry.server.responses import JSON, TEXT, error_body, raw_response
 
@@ -23,18 +24,31 @@ _DATASETS = b"/datasets/"
 
 class HotRoutes:
     def __init__(self, engine: Engine, default_dataset: str | None, index_base: int,
-                 metrics: Metrics | None = None, closed: tuple[str, ...] = ()) -> None:
+                 metrics: Metrics | None = None, closed: tuple[str, ...] = (),
+                 hot_records: bool = True) -> None:
         self.engine = engine
         self.default_dataset = default_dataset
         self.index_base = index_base
         self.tally = metrics.hot if metrics is not None else None
         # Closed datasets need a token check, which the ASGI route does.
         self.closed = frozenset(closed)
+        self.compat = CompatDataset(engine, default_dataset)
+        # Records are answered here only when shards run in this process (the hot path calls
+        # the executors directly); other backends go through the dispatcher in the ASGI app,
+        # and so do servers with closed datasets.
+        self.records = HotRecords(engine, self.compat) if hot_records and not closed else None
 
     def respond(self, method: bytes, url: bytes) -> bytes | None:
         if method != b"GET" or b"?" in url or b"%" in url:
             return None
         start = time.perf_counter()
+        if b"/find/" in url:  # "find" is a reserved segment: never part of a dataset name
+            if self.records is None:
+                return None
+            resp = self.records.respond(url)
+            if resp is not None and self.tally is not None:
+                self.tally.add("/find/...", int(resp[9:12]), time.perf_counter() - start)
+            return resp
         if url.startswith(_LINES):
             raw = url[7:]
             name = self.default_dataset

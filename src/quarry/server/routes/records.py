@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from quarry.cluster.dispatcher import Answer, Dispatcher
-from quarry.datasets.records import KIND
+from quarry.datasets.records import RecordsView
 from quarry.engine import Engine
-from quarry.errors import BadRequest, NotFound, PayloadTooLarge
-from quarry.formats.ipaddr import format_ips, parse_ip
+from quarry.errors import BadRequest, PayloadTooLarge, ShardUnavailable
+from quarry.formats.ipaddr import format_ips
 from quarry.query import iplog
 from quarry.query.model import (
     DEFAULT_LIMIT,
@@ -33,6 +34,7 @@ from quarry.query.model import (
     parse_compat_ips,
     window,
 )
+from quarry.server.hot_records import CompatDataset, member_body
 from quarry.server.settings import ServeSettings
 
 JSON = "application/json"
@@ -119,7 +121,7 @@ def _headers(a: Answer[Any]) -> dict[str, str]:
 
 
 def _records(hits: iplog.Hits) -> list[dict[str, Any]]:
-    return [{"ip": i, "ts": t} for i, t in zip(hits.ip_text().to_pylist(),
+    return [{"ip": i, "ts": t} for i, t in zip(hits.ip_list(),
                                                  hits.seconds().tolist(), strict=True)]
 
 
@@ -136,18 +138,6 @@ def _ndjson(batches: Iterator[iplog.Hits], limit: int | None) -> Iterator[bytes]
             return
 
 
-def _compat_dataset(engine: Engine, settings: ServeSettings) -> str:
-    if settings.default_dataset is not None:
-        return settings.default_dataset
-    names = [n for n in engine.store.datasets()
-             if engine.store.snapshot(engine.store.require_head(n)).kind == KIND]
-    if len(names) != 1:
-        raise NotFound("/find/... needs one records dataset: serve with --default NAME, or use "
-                       "/datasets/<name>/find/[ip1,ip2]/<start>/<end>/"
-                       + (f" (there are {len(names)})" if names else " (there are none)"))
-    return names[0]
-
-
 def _get_post(api: FastAPI, path: str, **kw: Any) -> Callable[[F], F]:
     """Register a handler for GET and POST as two routes, so each has its own OpenAPI
     operation id (one route with both methods makes FastAPI warn of a duplicate id)."""
@@ -159,6 +149,15 @@ def _get_post(api: FastAPI, path: str, **kw: Any) -> Callable[[F], F]:
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     dispatcher: Dispatcher = api.state.dispatcher
+    compat_dataset = CompatDataset(engine, settings.default_dataset)
+
+    def membership(view: RecordsView, q: MembershipQuery) -> np.ndarray:
+        answer = dispatcher.run(view, q)
+        if answer.partial:
+            # The compat shape has no room for a flag: a partial answer would be a silent lie.
+            raise ShardUnavailable("no answer from " + "; ".join(answer.missing))
+        found: np.ndarray = answer.result
+        return found
 
     def compat(dataset: str, ips: str, start: str, end: str) -> Response:
         view = engine.records(dataset)
@@ -169,15 +168,26 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         if page.next_cursor is not None:
             raise PayloadTooLarge(f"more than {COMPAT_MAX_RECORDS} records match; page through "
                                   f"them with /datasets/{dataset}/find?cursor=...")
-        pairs = list(zip(page.hits.ip_text().to_pylist(), page.hits.seconds().tolist(),
+        pairs = list(zip(page.hits.ip_list(), page.hits.seconds().tolist(),
                          strict=True))
         return _json(pairs, _headers(answer))
 
+    # Each compat route also without its trailing slash: the catch-all /datasets/{name}
+    # would otherwise take it before any slash redirect.
+    @api.get("/find/{ips}/{start}/{end}", include_in_schema=False)
     @api.get("/find/{ips}/{start}/{end}/", tags=["records"],
              summary="The original access-log index route: [[ip, ts], ...] sorted by time")
     async def find_compat(ips: str, start: str, end: str) -> Response:
-        return await run_in_threadpool(compat, _compat_dataset(engine, settings), ips, start, end)
+        return await run_in_threadpool(compat, compat_dataset.name(), ips, start, end)
 
+    @api.get("/datasets/{name:path}/find/member/{ips}/{start}/{end}", include_in_schema=False)
+    @api.get("/datasets/{name:path}/find/member/{ips}/{start}/{end}/", tags=["records"],
+             summary="Membership in the original route's shape: {ip: true/false}")
+    async def member_compat(name: str, ips: str, start: str, end: str) -> Response:
+        return _json(await run_in_threadpool(
+            member_body, engine.records(name), parse_compat_ips(ips), start, end, membership))
+
+    @api.get("/datasets/{name:path}/find/{ips}/{start}/{end}", include_in_schema=False)
     @api.get("/datasets/{name:path}/find/{ips}/{start}/{end}/", tags=["records"],
              summary="The original route on a named dataset")
     async def find_compat_named(name: str, ips: str, start: str, end: str) -> Response:
@@ -189,14 +199,16 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         p = await _params(request)
         raw = _ips(p)
         view = engine.records(name, p.get("version"))
-        ips = ip_list(raw)
-        w = _window(p)
-        answer = await run_in_threadpool(dispatcher.run, view, MembershipQuery(ips, w))
-        # Answer under the addresses as the client wrote them (duplicates collapse).
-        by_ip = dict(zip(ips, answer.result.tolist(), strict=True))
-        members = {r: by_ip[parse_ip(r)] for r in raw}
-        return _json(_partial(answer, {"version": view.version, "window": _window_json(w),
-                                       "members": members}), _headers(answer))
+        answers: list[Answer[Any]] = []
+
+        def run(v: RecordsView, q: MembershipQuery) -> np.ndarray:
+            answers.append(dispatcher.run(v, q))
+            found: np.ndarray = answers[-1].result
+            return found
+
+        # Answered under the addresses as the client wrote them (duplicates collapse).
+        body = await run_in_threadpool(member_body, view, raw, p.get("start"), p.get("end"), run)
+        return _json(_partial(answers[0], body), _headers(answers[0]))
 
     def visits(name: str, p: dict[str, Any]) -> Response:
         raw = p.get("ip")
