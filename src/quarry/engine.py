@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from quarry.datasets.kinds import Data, read_data
 from quarry.datasets.lines import LinesView
 from quarry.datasets.records import RecordsView
 from quarry.errors import BadRequest, NotFound
 from quarry.store import Snapshot, Store
+from quarry.store.journal import COMMIT, Event
 
 V = TypeVar("V")
 # Manifest meta entries too bulky for a dataset description (listed per chunk).
@@ -35,6 +37,12 @@ class Engine:
         self._views: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._max_open = max_open
         self._lock = threading.Lock()
+        # Read-your-writes: a commit made through this process moves the cached HEAD at once.
+        self.store.listeners.append(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.event == COMMIT and event.version is not None:
+            self._heads[event.dataset] = (time.monotonic(), event.version)
 
     def head(self, dataset: str) -> str:
         now = time.monotonic()
@@ -53,6 +61,11 @@ class Engine:
     def snapshot(self, dataset: str, version: str | None = None) -> tuple[str, Snapshot]:
         vid = self.resolve(dataset, version)
         return vid, self.store.snapshot(vid)
+
+    def data(self, dataset: str, version: str | None = None) -> tuple[str, Snapshot, Data]:
+        """A version's whole data, whatever its kind."""
+        vid, snap = self.snapshot(dataset, version)
+        return vid, snap, read_data(self.store, snap)
 
     def _view(self, kind: str, dataset: str, version: str | None,
               opener: Callable[[Store, str, Snapshot], V]) -> V:

@@ -33,6 +33,12 @@ class BadRequest(QuarryError):
     error = "bad request"
 
 
+class Unauthorized(QuarryError):
+    status = 401
+    exit_code = 9
+    error = "unauthorized"
+
+
 class NotFound(QuarryError):
     status = 404
     exit_code = 3

@@ -26,8 +26,8 @@ def test_ingest_dispatcher_then_find(tmp_path: Path) -> None:
     code, out, _ = q(tmp_path, "ingest", "dispatcher", "iplog",
                      str(IPLOG / "stable_metaindex2.json"))
     assert code == 0 and "20,003 records from 20 source(s)" in out
-    with (IPLOG / "stable_dispatcher" / "stable_1k_0.csv").open() as f:
-        ip, ts = next(csv.reader(f))
+    first = (IPLOG / "stable_dispatcher" / "stable_1k_0.csv").read_text().splitlines()
+    ip, ts = next(csv.reader(first))
     code, out, _ = q(tmp_path, "find", "records", "iplog", "--ip", ip, "--start", ts,
                      "--end", ts)
     assert code == 0 and [orjson.loads(x) for x in out.splitlines()] == [

@@ -106,6 +106,46 @@ def test_blob_writer_abort_leaves_nothing(store: Store) -> None:
     assert list(store.blobs.ids()) == []
 
 
+def test_head_log_survives_torn_and_garbled_records(tmp_path: Path) -> None:
+    from quarry.store.refs import HEAD, MAX_HEAD_LOG, RECORD
+
+    store = Store(tmp_path / "d", durable=False)  # a thousand commits: skip the fsyncs
+
+    r1 = store.commit(snap(store, "log", b"1"))
+    r2 = store.commit(snap(store, "log", b"2"))
+    path = store.refs.root / "log" / HEAD
+    assert path.stat().st_size == 2 * RECORD
+    with open(path, "ab") as f:
+        f.write(b"abc")  # a writer killed mid-record
+    assert store.head("log") == r2.version
+    r3 = store.commit(snap(store, "log", b"3"))
+    assert path.stat().st_size == 3 * RECORD and store.head("log") == r3.version
+    with open(path, "ab") as f:
+        f.write(b"\0" * RECORD)  # a record lost to a power cut
+    assert store.head("log") == r3.version
+    assert [v for v, _ in store.history("log")] == [r3.version, r2.version, r1.version]
+    for i in range(MAX_HEAD_LOG // RECORD + 2):
+        store.commit(snap(store, "log", b"%d" % (i + 10)))
+    assert path.stat().st_size < MAX_HEAD_LOG  # rewritten when it grew too long
+    assert len(store.history("log")) == MAX_HEAD_LOG // RECORD + 5
+
+
+def test_large_durable_blob_with_early_writeback(store: Store,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import quarry.store.blobs as blobs
+
+    monkeypatch.setattr(blobs, "WRITEBACK_EVERY", 1 << 16)
+    data = bytes(range(256)) * 4096  # 1 MiB, written back every 64 KiB
+    with store.blobs.writer() as w:
+        for i in range(0, len(data), 10_000):
+            w.write(data[i : i + 10_000])
+        blob = w.commit()
+    assert blob == hashlib.sha256(data).hexdigest()
+    assert store.blobs.read_bytes(blob) == data
+
+
 def test_copy_block_equals_plain_write(store: Store, tmp_path: Path) -> None:
     src = tmp_path / "src.bin"
     payload = bytes(range(256)) * 5000

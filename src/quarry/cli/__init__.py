@@ -6,12 +6,12 @@ from typing import Any
 
 import typer
 
-from quarry.cli import find, ingest, lines, shards
+from quarry.cli import events, find, housekeeping, ingest, lines, shards, versions
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Quarry: serve big, immutable, versioned datasets fast.")
 
-for module in (lines, ingest, find, shards):
+for module in (lines, versions, events, housekeeping, ingest, find, shards):
     module.register(app)
 
 

@@ -60,8 +60,9 @@ def _put_file(store: Store, name: str, file: Path, link: bool, index: str,
 def _report(res: CommitResult) -> None:
     lines = res.snapshot.meta.get("lines")
     what = "new version" if res.created else "unchanged, no new version"
+    count = f", {lines} lines" if lines is not None else ""
     out.print(f"{res.snapshot.dataset}: {what} {res.version[:12]} "
-              f"({res.snapshot.size} bytes, {lines} lines)", highlight=False)
+              f"({res.snapshot.size} bytes{count})", highlight=False)
 
 
 def _demo_file() -> Path:
@@ -77,11 +78,23 @@ def register(app: typer.Typer) -> None:
             "--link", help="Index the file in place, no copy.")] = False,
         index: IndexOpt = "auto",
         message: Annotated[str, typer.Option("--message", "-m")] = "",
+        kind: Annotated[str | None, typer.Option(
+            "--kind", help="lines or document (default: the dataset's kind, else lines).")] = None,
+        if_match: Annotated[str | None, typer.Option(
+            "--if-match", help="Fail (exit 4) unless HEAD is this version.")] = None,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
-        """Add FILE as a new version of dataset NAME (a lines dataset)."""
+        """Add FILE as a new version of dataset NAME."""
+        from quarry.cli.versions import put_version
+
         with errors():
-            _report(_put_file(Store(data), name, file, link, index, message))
+            store = Store(data)
+            if kind not in (None, "lines") or if_match is not None or (
+                    kind is None and store.head(check_dataset_name(name)) is not None
+                    and store.snapshot(store.require_head(name)).kind != "lines"):
+                _report(put_version(store, name, file, kind, message, if_match, index, link))
+                return
+            _report(_put_file(store, name, file, link, index, message))
 
 
     @app.command()

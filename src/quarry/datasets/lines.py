@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import mmap
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,31 +96,63 @@ def put_lines(store: Store, name: str, path: Path | str, *, link: bool = False,
         return store.commit(snap, **kw)
 
 
+class LinesWriter:
+    """Builds a new lines version from blocks written in order (an HTTP body, stdin, a pipe):
+    the data and its line index are streamed into blobs; ``commit`` makes the version."""
+
+    def __init__(self, store: Store, name: str, *, mode: str = "auto", message: str = "",
+                 size_hint: int | None = None,
+                 lineage: tuple[Mapping[str, str], ...] = ()) -> None:
+        self._store = store
+        self._name = name
+        self._message = message
+        self._lineage = lineage
+        index_mode = choose_mode(mode, size_hint)
+        store.ensure_space(SCAN_BLOCK if size_hint is None
+                           else size_hint + _index_space_estimate(size_hint))
+        self._idx = store.blobs.writer()
+        self._data = store.blobs.writer()
+        self._builder = LineIndexBuilder(self._idx.write, mode=index_mode, size_hint=size_hint)
+
+    def write(self, block: bytes | memoryview) -> None:
+        self._data.write(block)
+        self._builder.feed(block)
+
+    def abort(self) -> None:
+        self._idx.abort()
+        self._data.abort()
+
+    def commit(self, **kw: Any) -> CommitResult:
+        try:
+            info = self._builder.finish()
+            data_id = self._data.commit()
+            parts = (Part("data", data_id, self._data.size),
+                     Part("line-index", self._idx.commit(), self._idx.size))
+        except BaseException:
+            self.abort()
+            raise
+        snap = _snapshot(self._name, self._data.size, data_id, info, parts, None,
+                         self._message, None)
+        if self._lineage:
+            snap = dataclasses.replace(snap, lineage=self._lineage)
+        return self._store.commit(snap, **kw)
+
+
 def put_lines_stream(store: Store, name: str, blocks: Iterable[bytes], *, mode: str = "auto",
                      message: str = "", size_hint: int | None = None,
                      expected_parent: object = None, check_parent: bool = False,
-                     lineage: tuple[dict[str, str], ...] = ()) -> CommitResult:
+                     lineage: tuple[Mapping[str, str], ...] = ()) -> CommitResult:
     """Add text arriving in blocks (an HTTP body, stdin) as a new version of ``name``."""
-    index_mode = choose_mode(mode, size_hint)
-    if size_hint is not None:
-        store.ensure_space(size_hint + _index_space_estimate(size_hint))
-    else:
-        store.ensure_space(SCAN_BLOCK)
     kw: dict[str, Any] = {"expected_parent": expected_parent} if check_parent else {}
-    with store.blobs.writer() as idx, store.blobs.writer() as data:
-        builder = LineIndexBuilder(idx.write, mode=index_mode, size_hint=size_hint)
+    w = LinesWriter(store, name, mode=mode, message=message, size_hint=size_hint,
+                    lineage=lineage)
+    try:
         for block in blocks:
-            data.write(block)
-            builder.feed(block)
-        info = builder.finish()
-        data_id = data.commit()
-        parts = (Part("data", data_id, data.size), Part("line-index", idx.commit(), idx.size))
-    snap = _snapshot(name, data.size, data_id, info, parts, None, message, None)
-    if lineage:
-        import dataclasses
-
-        snap = dataclasses.replace(snap, lineage=lineage)
-    return store.commit(snap, **kw)
+            w.write(block)
+    except BaseException:
+        w.abort()
+        raise
+    return w.commit(**kw)
 
 
 class LinesView:

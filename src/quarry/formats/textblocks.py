@@ -83,12 +83,12 @@ class _Counting(io.RawIOBase):
 
 
 def _open(source: Source, progress: Progress | None) -> tuple[BinaryIO, BinaryIO]:
-    """The reader, and the file under it (closing a gzip or buffered reader leaves it open)."""
+    """The decoded stream, and the file under it (which neither wrapper closes)."""
     raw: BinaryIO = sys.stdin.buffer if source.path is None else open(source.path, "rb")  # noqa: SIM115
     counted = io.BufferedReader(_Counting(raw, progress), buffer_size=1 << 20)
     if counted.peek(2)[:2] == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=counted, mode="rb"), raw  # type: ignore[return-value]
-    return counted, raw  # type: ignore[return-value]
+    return counted, raw
 
 
 def split_lines(block: bytes, first_line: int, source: str) -> LineBatch:

@@ -17,11 +17,19 @@ from quarry.server.hotpath import HotRoutes
 from quarry.server.metrics import Metrics
 from quarry.server.middleware import AccessPolicy, ObservedApp
 from quarry.server.responses import error_body
-from quarry.server.routes import datasets, lines, operations, records, shards
+from quarry.server.routes import (
+    datasets,
+    events,
+    lines,
+    operations,
+    records,
+    shards,
+    versions,
+)
 from quarry.server.settings import ServeSettings
 
-# Route groups, in the order they are matched.
-ROUTES = (operations, lines, shards, records, datasets)  # datasets last: a catch-all
+# Route groups, in the order they are matched; datasets last: its /datasets/{name} catches all.
+ROUTES = (operations, lines, shards, records, versions, events, datasets)
 # POST routes that change data; other POSTs (queries) are reads.
 WRITE_POSTS: tuple[str, ...] = ()
 

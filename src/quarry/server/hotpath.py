@@ -9,6 +9,7 @@ lines) returns None and takes the ordinary ASGI route, which gives the same answ
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
@@ -18,8 +19,11 @@ from quarry.server.metrics import Metrics
 from quarry.server.responses import JSON, TEXT, error_body, raw_response
 
 HOT_MAX_LINE = 256 << 10
+BODY_CACHE = 256  # small version bodies kept in memory
 _LINES = b"/lines/"
 _DATASETS = b"/datasets/"
+_DATA = b"/data"
+_DATA_Q = b"/data?"
 
 
 class HotRoutes:
@@ -34,21 +38,32 @@ class HotRoutes:
         self.closed = frozenset(closed)
         self.compat = CompatDataset(engine, default_dataset)
         # Records are answered here only when shards run in this process (the hot path calls
-        # the executors directly); other backends go through the dispatcher in the ASGI app,
-        # and so do servers with closed datasets.
-        self.records = HotRecords(engine, self.compat) if hot_records and not closed else None
+        # the executors directly); other backends go through the dispatcher in the ASGI app.
+        self.records = HotRecords(engine, self.compat) if hot_records else None
+        self._bodies: dict[str, bytes] = {}
 
     def respond(self, method: bytes, url: bytes) -> bytes | None:
-        if method != b"GET" or b"?" in url or b"%" in url:
+        if method != b"GET" or b"%" in url:
             return None
-        start = time.perf_counter()
+        if url.startswith(_DATASETS) and (url.endswith(_DATA) or _DATA_Q in url):
+            start = time.perf_counter()
+            resp = self._data(url)
+            if resp is not None and self.tally is not None:
+                self.tally.add("/datasets/{name:path}/data", int(resp[9:12]),
+                               time.perf_counter() - start)
+            return resp
+        if b"?" in url:
+            return None
         if b"/find/" in url:  # "find" is a reserved segment: never part of a dataset name
-            if self.records is None:
-                return None
+            if self.closed or self.records is None:
+                return None  # the ASGI route checks closed datasets' tokens, or shards run
+            start = time.perf_counter()
             resp = self.records.respond(url)
             if resp is not None and self.tally is not None:
-                self.tally.add("/find/...", int(resp[9:12]), time.perf_counter() - start)
+                self.tally.add("/find/{ips}/{start}/{end}/", int(resp[9:12]),
+                               time.perf_counter() - start)
             return resp
+        start = time.perf_counter()
         if url.startswith(_LINES):
             raw = url[7:]
             name = self.default_dataset
@@ -82,3 +97,41 @@ class HotRoutes:
         if len(line) > HOT_MAX_LINE:
             return None  # streamed by the ASGI route instead of copied whole
         return raw_response(200, TEXT, line)
+
+    def _data(self, url: bytes) -> bytes | None:
+        """``/datasets/<name>/data[?version=<v>]``: a small version's whole data (the
+        snapshot service's GET), same answer as the ASGI route in routes/versions.py."""
+        path, _, query = url.partition(b"?")
+        if not path.endswith(_DATA):
+            return None
+        version: str | None = None
+        if query:
+            key, eq, value = query.partition(b"=")
+            if key != b"version" or not eq or b"&" in value or b"+" in value:
+                return None
+            version = value.decode("ascii", "replace") or None
+        name = path[len(_DATASETS) : -len(_DATA)].decode("ascii", "replace")
+        if name in self.closed:
+            return None  # the ASGI route checks closed datasets' tokens
+        try:
+            vid, snap, data = self.engine.data(name, version)
+        except QuarryError as e:
+            return raw_response(e.status, JSON, error_body(e))
+        if data.path is None or snap.link is not None or snap.size > HOT_MAX_LINE:
+            return None
+        body = self._body(snap.sha256, data.path)
+        media = data.media_type
+        if media.startswith("text/") and "charset" not in media:
+            media += "; charset=utf-8"  # as Starlette does
+        extra = b'etag: "%s"\r\nx-quarry-version: %s\r\n' % (vid.encode(), vid.encode())
+        return raw_response(200, media.encode("latin-1"), body, extra)
+
+    def _body(self, sha: str, path: Path) -> bytes:
+        # Stored blobs never change, so small ones are kept by content hash.
+        body = self._bodies.get(sha)
+        if body is None:
+            body = path.read_bytes()
+            if len(self._bodies) >= BODY_CACHE:
+                self._bodies.pop(next(iter(self._bodies)))
+            self._bodies[sha] = body
+        return body

@@ -34,7 +34,12 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         if hot is not None and not self.pipeline and (
             self.cycle is None or self.cycle.response_complete
         ):
-            resp = hot.respond(self.parser.get_method(), self.url)
+            try:
+                resp = hot.respond(self.parser.get_method(), self.url)
+            except Exception:
+                # A bug in the shortcut must not read as a malformed request (httptools would
+                # turn it into a 400); the ASGI route answers instead, and logs any error.
+                resp = None
             if resp is not None:
                 self._hot_response = resp
                 return

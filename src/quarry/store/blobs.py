@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
@@ -12,6 +13,9 @@ from quarry.errors import Corrupt, NotFound
 from quarry.store.atomic import fsync_dir, temp_path
 
 READ_BLOCK = 8 << 20
+# A durable writer starts the disk writing every this many bytes, so the fsync at the end
+# waits for the last stretch only instead of the whole blob.
+WRITEBACK_EVERY = 32 << 20
 
 
 class BlobWriter:
@@ -28,11 +32,21 @@ class BlobWriter:
         self._hash = hashlib.sha256()
         self.size = 0
         self.blob_id: str | None = None
+        self._written_back = 0
 
     def write(self, data: bytes | memoryview) -> None:
         self._hash.update(data)
         self._file.write(data)
         self.size += memoryview(data).nbytes
+        self._writeback()
+
+    def _writeback(self) -> None:
+        if self._store.durable and self.size - self._written_back >= WRITEBACK_EVERY:
+            self._file.flush()
+            # On Linux, DONTNEED starts writeback of the dirty pages in the range (and drops
+            # the clean ones): disk writing overlaps receiving and hashing the rest.
+            os.posix_fadvise(self._file.fileno(), 0, self.size, os.POSIX_FADV_DONTNEED)
+            self._written_back = self.size
 
     def copy_block(self, src_fd: int, block: bytes | memoryview) -> None:
         """Append ``block``, which was just read from ``src_fd`` at offset ``self.size``.
@@ -59,21 +73,27 @@ class BlobWriter:
             os.pwrite(out, memoryview(block)[done:], self.size + done)
         self.size += n
         self._file.seek(self.size)
+        self._writeback()
 
     def commit(self) -> str:
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._store.durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         blob_id = self._hash.hexdigest()
         dest = self._store.path(blob_id)
         if dest.exists():
-            # Same content already stored: keep the existing file, drop ours.
+            # Same content already stored: keep the existing file, drop ours. Touch it so gc's
+            # grace period protects it until the commit that is about to reference it.
             self._tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.utime(dest)
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(self._tmp, 0o444)
             os.replace(self._tmp, dest)
-            fsync_dir(dest.parent)
+            if self._store.durable:
+                fsync_dir(dest.parent)
         self.blob_id = blob_id
         return blob_id
 
@@ -96,9 +116,10 @@ class BlobWriter:
 
 
 class BlobStore:
-    def __init__(self, root: Path, tmp_dir: Path) -> None:
+    def __init__(self, root: Path, tmp_dir: Path, *, durable: bool = True) -> None:
         self.root = root
         self.tmp_dir = tmp_dir
+        self.durable = durable
         root.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
 

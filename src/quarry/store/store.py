@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import dataclasses
+import fcntl
 import os
 import re
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from quarry.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from quarry.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuarryError
 from quarry.store.atomic import atomic_write_bytes, ensure_free_space
 from quarry.store.blobs import BlobStore
+from quarry.store.journal import ALIAS, COMMIT, Event, Journal
 from quarry.store.manifest import Snapshot
 from quarry.store.refs import RefStore, check_alias_name, check_dataset_name
 
@@ -34,14 +41,24 @@ class CommitResult:
 
 
 class Store:
-    """A data folder. Nothing in it is modified in place; every write is temp+fsync+rename."""
+    """A data folder. Nothing in it is modified in place; every write is temp+fsync+rename.
 
-    def __init__(self, root: Path | str | None = None, *, min_free_bytes: int | None = None):
+    ``durable=False`` (or ``QUARRY_FSYNC=0``) skips the fsyncs: writes stay atomic, so a killed
+    process never leaves a half-made version, but a power loss may lose the latest ones (the
+    guarantee git gives by default). Each fsync costs milliseconds on many disks.
+    """
+
+    def __init__(self, root: Path | str | None = None, *, min_free_bytes: int | None = None,
+                 durable: bool | None = None):
         self.root = Path(root) if root is not None else default_home()
         self.root.mkdir(parents=True, exist_ok=True)
+        if durable is None:
+            durable = os.environ.get("QUARRY_FSYNC", "1").lower() not in ("0", "false", "no")
+        self.durable = durable
         self.tmp_dir = self.root / "tmp"
-        self.blobs = BlobStore(self.root / "blobs", self.tmp_dir)
-        self.refs = RefStore(self.root / "refs", self.root / "locks", self.tmp_dir)
+        self.blobs = BlobStore(self.root / "blobs", self.tmp_dir, durable=durable)
+        self.refs = RefStore(self.root / "refs", self.root / "locks", self.tmp_dir,
+                             durable=durable)
         self.manifests = self.root / "manifests"
         self.manifests.mkdir(exist_ok=True)
         env_reserve = os.environ.get("QUARRY_MIN_FREE_BYTES")
@@ -50,6 +67,35 @@ class Store:
             else int(env_reserve) if env_reserve else 64 << 20
         )
         self._load = lru_cache(maxsize=4096)(self._load_uncached)
+        self._ids: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self.journal = Journal(self.root / "events" / "journal.jsonl")
+        # Called (in the committing thread) after an event is journaled; e.g. to wake a
+        # publisher at once instead of at its next poll. Errors in them never fail a write.
+        self.listeners: list[Callable[[Event], None]] = []
+
+    # -- events ----------------------------------------------------------------------------
+    def publish(self, event: Event) -> None:
+        self.journal.append(event)
+        self._notify(event)
+
+    def _notify(self, event: Event) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception as e:  # a listener's bug must not undo a finished commit
+                print(f"quarry: event listener failed: {e!r}", file=sys.stderr)
+
+    @contextmanager
+    def gc_lock(self, *, exclusive: bool = False) -> Iterator[None]:
+        """Commits hold this shared; ``gc`` holds it exclusive, so it never deletes a blob
+        between a writer's check that the blob exists and the commit that references it."""
+        fd = os.open(self.refs.locks / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     # -- space -----------------------------------------------------------------------------
     def ensure_space(self, needed: int) -> None:
@@ -84,7 +130,7 @@ class Store:
         version = snap.id
         path = self._manifest_path(version)
         if not path.exists():
-            atomic_write_bytes(path, raw, self.tmp_dir)
+            atomic_write_bytes(path, raw, self.tmp_dir, durable=self.durable)
         return version
 
     # -- datasets and versions -------------------------------------------------------------
@@ -108,7 +154,11 @@ class Store:
         serialised and each is recorded on top of whatever HEAD is when it gets the lock.
         """
         check_dataset_name(snap.dataset)
-        with self.refs.lock(snap.dataset):
+        with self.gc_lock(), self.refs.lock(snap.dataset):
+            for part in snap.parts:
+                if not self.blobs.exists(part.blob):
+                    raise Conflict(f"blob {part.blob[:12]} of the new {snap.dataset} version "
+                                   "vanished before the commit (a concurrent gc?); retry")
             head = self.refs.get(snap.dataset)
             if expected_parent is not _UNSET and expected_parent != head:
                 raise PreconditionFailed(
@@ -123,16 +173,38 @@ class Store:
             snap = dataclasses.replace(snap, parent=head)
             version = self.save_snapshot(snap)
             self.refs.set_locked(snap.dataset, None, version)
+            # Journaled under the dataset lock, so a dataset's events are in commit order.
+            event = Event(snap.dataset, COMMIT, version, head, snap.size, snap.created,
+                          {"kind": snap.kind, "message": snap.message})
+            self.journal.append(event)
+        self._notify(event)
         return CommitResult(version, snap, created=True)
 
     def history(self, dataset: str, limit: int | None = None) -> list[tuple[str, Snapshot]]:
         out: list[tuple[str, Snapshot]] = []
         version = self.refs.get(dataset)
         while version is not None and (limit is None or len(out) < limit):
-            snap = self.snapshot(version)
+            try:
+                snap = self.snapshot(version)
+            except NotFound:
+                if not out:
+                    raise
+                break  # older versions were removed by gc: history ends here
             out.append((version, snap))
             version = snap.parent
         return out
+
+    def _history_ids(self, dataset: str, head: str) -> tuple[str, ...]:
+        # A history below a given HEAD never changes (versions are immutable), so prefix
+        # lookups reuse it until HEAD moves; gc clears it.
+        hit = self._ids.get(dataset)
+        if hit is not None and hit[0] == head:
+            return hit[1]
+        hist = self.history(dataset)
+        ids = tuple(sorted(vid for vid, _ in hist))  # sorted: prefixes are found by bisection
+        if hist and hist[0][0] == head:
+            self._ids[dataset] = (head, ids)
+        return ids
 
     def resolve(self, dataset: str, version: str | None = None) -> str:
         """Turn HEAD, an alias, a full id or a unique prefix (≥ 5 hex digits) into an id."""
@@ -148,8 +220,26 @@ class Store:
                 raise BadRequest(f"version prefix {version!r} is too short: give at least "
                                  f"{MIN_PREFIX} hex digits")
             raise NotFound(f"{dataset} has no version or alias named {version[:80]!r}")
-        candidates = {vid for vid, _ in self.history(dataset) if vid.startswith(v)}
+        if len(v) == 64:
+            try:
+                if self.snapshot(v).dataset == dataset:
+                    return v
+            except NotFound:
+                pass
+        ids = self._history_ids(dataset, head)
+        i = bisect.bisect_left(ids, v)
+        candidates: set[str] = set()
+        while i < len(ids) and ids[i].startswith(v) and len(candidates) < 11:
+            candidates.add(ids[i])
+            i += 1
         candidates |= {a for a in aliases.values() if a.startswith(v)}
+        if not candidates:
+            # A version gc cut off from HEAD's history (no longer aliased, not yet collected)
+            # still exists: look for it among the manifests before saying it does not.
+            for path in self.manifests.glob(f"{v}*.json"):
+                with contextlib.suppress(QuarryError):
+                    if self.snapshot(path.stem).dataset == dataset:
+                        candidates.add(path.stem)
         if not candidates:
             raise NotFound(f"{dataset} has no version {version!r}")
         if len(candidates) > 1:
@@ -165,6 +255,24 @@ class Store:
     def set_alias(self, dataset: str, alias: str, version: str | None) -> str:
         check_alias_name(alias)
         target = self.resolve(dataset, version)
+        self.ensure_space(1 << 16)
         with self.refs.lock(dataset):
+            previous = self.refs.get(dataset, alias)
             self.refs.set_locked(dataset, alias, target)
+            event = Event(dataset, ALIAS, target, previous, self.snapshot(target).size,
+                          extra={"alias": alias})
+            self.journal.append(event)
+        self._notify(event)
         return target
+
+    def delete_alias(self, dataset: str, alias: str) -> str:
+        check_alias_name(alias)
+        with self.refs.lock(dataset):
+            previous = self.refs.get(dataset, alias)
+            if previous is None:
+                raise NotFound(f"{dataset} has no alias {alias!r}")
+            self.refs.set_locked(dataset, alias, None)
+            event = Event(dataset, ALIAS, None, previous, None, extra={"alias": alias})
+            self.journal.append(event)
+        self._notify(event)
+        return previous

@@ -8,7 +8,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from quarry.engine import Engine
+from quarry.errors import NotFound
 from quarry.server.settings import ServeSettings
+from quarry.store.refs import RESERVED_SEGMENTS
 
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
@@ -18,4 +20,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     @api.get("/datasets/{name:path}", tags=["datasets"])
     def describe_dataset(name: str) -> dict[str, Any]:
+        if any(seg in RESERVED_SEGMENTS for seg in name.split("/")):
+            # /datasets/x/<something this server has no route for>
+            raise NotFound(f"no route for /datasets/{name}")
         return engine.describe(name)

@@ -1,14 +1,16 @@
-"""Operations: health check and Prometheus metrics."""
+"""Operations: health check, Prometheus metrics and the web console."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 import quarry
+from quarry.console import CONSOLE_DIR
 from quarry.engine import Engine
 from quarry.server.settings import ServeSettings
 
@@ -23,3 +25,11 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
              summary="Prometheus metrics (text exposition format)")
     def metrics(request: Request) -> Response:
         return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @api.get("/", include_in_schema=False)
+    def console_root() -> Response:
+        return RedirectResponse("/console/")
+
+    # The console is static files shipped in the package: no build step, nothing fetched from
+    # the internet at run time.
+    api.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")

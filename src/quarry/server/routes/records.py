@@ -6,8 +6,8 @@ Installed before ``datasets``: its ``/datasets/{name}`` is a catch-all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import orjson
@@ -44,7 +44,6 @@ NDJSON = "application/x-ndjson"
 COMPAT_MAX_RECORDS = 1_000_000
 MAX_BODY = 4 << 20
 NDJSON_PIECE = 65536  # records per streamed piece
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -138,15 +137,6 @@ def _ndjson(batches: Iterator[iplog.Hits], limit: int | None) -> Iterator[bytes]
             return
 
 
-def _get_post(api: FastAPI, path: str, **kw: Any) -> Callable[[F], F]:
-    """Register a handler for GET and POST as two routes, so each has its own OpenAPI
-    operation id (one route with both methods makes FastAPI warn of a duplicate id)."""
-    def deco(fn: F) -> F:
-        api.post(path, **kw)(fn)
-        return api.get(path, **kw)(fn)  # type: ignore[no-any-return]
-    return deco
-
-
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     dispatcher: Dispatcher = api.state.dispatcher
     compat_dataset = CompatDataset(engine, settings.default_dataset)
@@ -193,8 +183,13 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     async def find_compat_named(name: str, ips: str, start: str, end: str) -> Response:
         return await run_in_threadpool(compat, name, ips, start, end)
 
-    @_get_post(api, "/datasets/{name:path}/find/member",
-                   tags=["records"], summary="For each IP: did it visit within the window?")
+    # One operation id per method, so the OpenAPI description stays valid.
+    @api.get("/datasets/{name:path}/find/member", tags=["records"],
+             summary="For each IP: did it visit within the window?",
+             operation_id="member_get")
+    @api.post("/datasets/{name:path}/find/member", tags=["records"],
+             summary="For each IP: did it visit within the window?",
+             operation_id="member_post")
     async def member(name: str, request: Request) -> Response:
         p = await _params(request)
         raw = _ips(p)
@@ -235,8 +230,13 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             body["buckets"] = [[int(s), int(c)] for s, c in zip(*v.buckets, strict=True)]
         return _json(_partial(answer, body), _headers(answer))
 
-    @_get_post(api, "/datasets/{name:path}/find/visits",
-                   tags=["records"], summary="All visit times of one IP, with counts")
+    # One operation id per method, so the OpenAPI description stays valid.
+    @api.get("/datasets/{name:path}/find/visits", tags=["records"],
+             summary="All visit times of one IP, with counts",
+             operation_id="find_visits_get")
+    @api.post("/datasets/{name:path}/find/visits", tags=["records"],
+             summary="All visit times of one IP, with counts",
+             operation_id="find_visits_post")
     async def find_visits(name: str, request: Request) -> Response:
         p = await _params(request)
         if "ips" in p and "ip" not in p:
@@ -263,8 +263,13 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                                            d.counts.tolist(), strict=True)],
             "next_offset": nxt if nxt < d.distinct else None}), _headers(answer))
 
-    @_get_post(api, "/datasets/{name:path}/find/ips", tags=["records"],
-                   summary="Distinct IPs within a window with their record counts")
+    # One operation id per method, so the OpenAPI description stays valid.
+    @api.get("/datasets/{name:path}/find/ips", tags=["records"],
+             summary="Distinct IPs within a window with their record counts",
+             operation_id="find_ips_get")
+    @api.post("/datasets/{name:path}/find/ips", tags=["records"],
+             summary="Distinct IPs within a window with their record counts",
+             operation_id="find_ips_post")
     async def find_ips(name: str, request: Request) -> Response:
         return await run_in_threadpool(distinct, name, await _params(request))
 
@@ -292,8 +297,13 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             "count": len(page.hits), "records": _records(page.hits),
             "next_cursor": page.next_cursor}), _headers(answer))
 
-    @_get_post(api, "/datasets/{name:path}/find", tags=["records"],
-                   summary="Records of a set of IPs within a window, sorted by time")
+    # One operation id per method, so the OpenAPI description stays valid.
+    @api.get("/datasets/{name:path}/find", tags=["records"],
+             summary="Records of a set of IPs within a window, sorted by time",
+             operation_id="find_get")
+    @api.post("/datasets/{name:path}/find", tags=["records"],
+             summary="Records of a set of IPs within a window, sorted by time",
+             operation_id="find_post")
     async def find(name: str, request: Request) -> Response:
         p = await _params(request)
         stream = (p.get("format") == "ndjson" or p.get("stream") in (True, "true", "1")

@@ -1,0 +1,72 @@
+"""Housekeeping commands: gc (dry run by default) and fsck."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+import typer
+
+from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out
+from quarry.store import Store
+from quarry.store.fsck import check
+from quarry.store.gc import collect
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n:.1f} TB"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def gc(
+        keep: Annotated[int, typer.Option(
+            "--keep", "-k", min=1, help="Versions to keep per dataset (plus aliased ones).")] = 10,
+        apply: Annotated[bool, typer.Option(
+            "--apply", help="Really delete; without it, only show what would go.")] = False,
+        grace: Annotated[float, typer.Option(
+            "--grace", min=0, help="Never delete files younger than this (seconds).")] = 3600.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        data: DataOpt = DEFAULT_DATA,
+    ) -> None:
+        """Remove versions beyond the last KEEP of each dataset (aliased ones stay) and the
+        blobs nothing kept references. A dry run unless --apply."""
+        with errors():
+            report = collect(Store(data), keep=keep, apply=apply, grace=grace)
+            if as_json:
+                out.print_json(orjson.dumps(report.to_json()).decode())
+                return
+            verb = "removed" if apply else "would remove"
+            out.print(f"gc {verb} {len(report.dropped_versions)} version(s) and "
+                      f"{len(report.dropped_blobs)} blob(s), freeing "
+                      f"{_size(report.freed_bytes)}; kept {report.kept_versions} version(s)"
+                      + ("" if apply else " (dry run: add --apply to delete)"),
+                      highlight=False)
+            for note in report.notes:
+                err.print(f"note: {note}", highlight=False)
+
+    @app.command()
+    def fsck(
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        quick: Annotated[bool, typer.Option(
+            "--quick", help="Skip re-hashing blobs (check structure only).")] = False,
+        data: DataOpt = DEFAULT_DATA,
+    ) -> None:
+        """Re-verify every checksum, manifest and ref; exit 8 if anything is damaged."""
+        with errors():
+            report = check(Store(data), verify_blobs=not quick)
+            if as_json:
+                out.print_json(orjson.dumps(report.to_json()).decode())
+            else:
+                out.print(f"checked {report.blobs} blob(s), {report.manifests} manifest(s), "
+                          f"{report.datasets} dataset(s): "
+                          + ("ok" if report.ok else f"{len(report.problems)} problem(s)"),
+                          highlight=False)
+                for p in report.problems:
+                    out.print(f"  {p.what} {p.name[:40]}: {p.detail}", highlight=False)
+            if not report.ok:
+                raise typer.Exit(8)

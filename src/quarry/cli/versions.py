@@ -1,0 +1,119 @@
+"""Commands for versions of any kind: cat, versions, alias (and ``put --kind``'s path)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out
+from quarry.datasets.kinds import WriteOptions, kind_for_put
+from quarry.engine import Engine
+from quarry.errors import BadRequest, NotFound, PreconditionFailed
+from quarry.store import CommitResult, Store
+from quarry.store.refs import check_dataset_name
+from quarry.versions import version_json
+
+BLOCK = 8 << 20
+
+
+def put_version(store: Store, name: str, file: Path, kind: str | None, message: str,
+                if_match: str | None, index: str = "auto", link: bool = False) -> CommitResult:
+    """Stream FILE (or stdin for '-') into a new version through the kind registry."""
+    check_dataset_name(name)
+    if link:
+        raise BadRequest("--link works for new lines versions only, without --if-match")
+    k = kind_for_put(store, name, kind, "lines")
+    kw: dict[str, Any] = {}
+    if if_match is not None:
+        head = store.head(name)
+        try:
+            kw["expected_parent"] = store.resolve(name, if_match) if head else if_match
+        except NotFound:
+            raise PreconditionFailed(f"{name} has no version {if_match[:40]!r}",
+                                     current=head) from None
+    stdin = str(file) == "-"
+    size = None if stdin else file.stat().st_size
+    writer = k.writer(store, name, WriteOptions(message=message, size_hint=size,
+                                                params={"index": index}))
+    try:
+        with (open(file, "rb") if not stdin else sys.stdin.buffer) as f:
+            while block := f.read(BLOCK):
+                writer.write(block)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit(**kw)
+
+
+def _time(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def cat(
+        name: str,
+        version: Annotated[str | None, typer.Option(
+            "--version", "-v", help="Version id, prefix (≥ 5 hex) or alias; default HEAD.")] = None,
+        data: DataOpt = DEFAULT_DATA,
+    ) -> None:
+        """Print the whole data of dataset NAME at a version."""
+        with errors():
+            _, _, d = Engine(Store(data)).data(name, version)
+            for block in d.iter_bytes():
+                sys.stdout.buffer.write(block)
+            sys.stdout.flush()
+
+    @app.command()
+    def versions(
+        name: str,
+        limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        data: DataOpt = DEFAULT_DATA,
+    ) -> None:
+        """Show the history of dataset NAME, newest first."""
+        with errors():
+            store = Store(data)
+            store.require_head(name)
+            aliases = store.refs.aliases(name)
+            by_version: dict[str, list[str]] = {}
+            for a, v in aliases.items():
+                by_version.setdefault(v, []).append(a)
+            rows = [version_json(v, s, by_version.get(v, []))
+                    for v, s in store.history(name, limit)]
+            if as_json:
+                out.print_json(orjson.dumps(rows).decode())
+                return
+            table = Table("version", "time (UTC)", "size", "aliases", "message", "lineage")
+            for r in rows:
+                lineage = ", ".join(f"{x.get('dataset')}@{str(x.get('version'))[:12]}"
+                                    for x in r["lineage"])
+                table.add_row(r["version"][:12], _time(r["created"]), f"{r['size']:,}",
+                              ",".join(r["aliases"]), r["message"], lineage)
+            out.print(table)
+
+    @app.command()
+    def alias(
+        name: str,
+        alias: str,
+        version: Annotated[str | None, typer.Argument(
+            help="Version to point at (default HEAD).")] = None,
+        delete: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False,
+        data: DataOpt = DEFAULT_DATA,
+    ) -> None:
+        """Point ALIAS of dataset NAME at a version (moves atomically), or delete it."""
+        with errors():
+            store = Store(data)
+            if delete:
+                store.require_head(name)
+                prev = store.delete_alias(name, alias)
+                out.print(f"{name}: alias {alias} removed (was {prev[:12]})", highlight=False)
+                return
+            target = store.set_alias(name, alias, version)
+            out.print(f"{name}: {alias} -> {target[:12]}", highlight=False)

@@ -1,0 +1,165 @@
+"""``quarry.yaml``: what ``quarry up`` starts (HTTP, event bus, ZeroMQ endpoint, pipelines).
+
+Parsed into frozen dataclasses; every mistake is a ``BadRequest`` naming the key at fault.
+Relative paths are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from quarry.errors import BadRequest, NotFound
+from quarry.store.refs import check_dataset_name
+
+ENDPOINT = re.compile(r"(tcp|ipc|inproc)://\S+")
+CALLABLE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline step: when ``source`` gets a new version, transform it into ``target``."""
+
+    name: str
+    source: str
+    target: str
+    run: str | None = None  # shell command: source data on stdin, new data on stdout
+    call: str | None = None  # "module:function", called with the data as bytes
+    kind: str | None = None  # of the target; default: the source's kind
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class Config:
+    data: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    pub: str = "tcp://127.0.0.1:5100"
+    legacy_events: bool = True
+    rep: str | None = "tcp://127.0.0.1:5000"
+    stages: tuple[Stage, ...] = ()
+    folder: Path = Path(".")
+    log_level: str = "warning"
+
+
+def _section(doc: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+    value = doc.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise BadRequest(f"config: '{key}' must be a mapping")
+    unknown = set(value) - allowed
+    if unknown:
+        raise BadRequest(f"config: unknown key(s) in '{key}': {', '.join(sorted(unknown))}")
+    return value
+
+
+def _endpoint(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not ENDPOINT.fullmatch(value):
+        raise BadRequest(f"config: {where} must be a ZeroMQ endpoint like "
+                         f"tcp://127.0.0.1:5100, got {value!r}")
+    return value
+
+
+def _stage(raw: Any, i: int) -> Stage:
+    where = f"pipelines[{i}]"
+    if not isinstance(raw, Mapping):
+        raise BadRequest(f"config: {where} must be a mapping")
+    allowed = {"name", "source", "target", "run", "call", "kind", "timeout"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise BadRequest(f"config: unknown key(s) in {where}: {', '.join(sorted(unknown))}")
+    for key in ("name", "source", "target"):
+        if not isinstance(raw.get(key), str):
+            raise BadRequest(f"config: {where} needs '{key}' (a string)")
+    name = raw["name"]
+    if not STAGE_NAME.fullmatch(name):
+        raise BadRequest(f"config: {where}: invalid stage name {name!r}")
+    check_dataset_name(raw["source"])
+    check_dataset_name(raw["target"])
+    run, call = raw.get("run"), raw.get("call")
+    if (run is None) == (call is None):
+        raise BadRequest(f"config: stage {name} needs exactly one of 'run' (a shell command) "
+                         "or 'call' (module:function)")
+    if run is not None and (not isinstance(run, str) or not run.strip()):
+        raise BadRequest(f"config: stage {name}: 'run' must be a shell command")
+    if call is not None and (not isinstance(call, str) or not CALLABLE.fullmatch(call)):
+        raise BadRequest(f"config: stage {name}: 'call' must look like package.module:function")
+    kind = raw.get("kind")
+    if kind is not None and kind not in ("lines", "document", "records"):
+        raise BadRequest(f"config: stage {name}: unknown kind {kind!r}")
+    timeout = raw.get("timeout", 600.0)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise BadRequest(f"config: stage {name}: 'timeout' must be a positive number of seconds")
+    return Stage(name, raw["source"], raw["target"], run, call, kind, float(timeout))
+
+
+def _check_graph(stages: tuple[Stage, ...]) -> None:
+    names = [s.name for s in stages]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise BadRequest(f"config: duplicate stage name(s): {', '.join(sorted(dupes))}")
+    # A cycle would make every version trigger the next forever.
+    edges: dict[str, set[str]] = {}
+    for s in stages:
+        edges.setdefault(s.source, set()).add(s.target)
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        for nxt in edges.get(node, ()):
+            if nxt in path:
+                raise BadRequest(f"config: pipelines form a cycle: {' -> '.join((*path, nxt))}")
+            visit(nxt, (*path, nxt))
+
+    for start in edges:
+        visit(start, (start,))
+
+
+def parse_config(doc: Any, folder: Path) -> Config:
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise BadRequest("config: the file must hold a mapping")
+    unknown = set(doc) - {"data", "http", "events", "compat", "pipelines", "log_level"}
+    if unknown:
+        raise BadRequest(f"config: unknown key(s): {', '.join(sorted(unknown))}")
+    http = _section(doc, "http", {"host", "port"})
+    events = _section(doc, "events", {"pub", "legacy"})
+    compat_raw = doc.get("compat", {})
+    rep: str | None
+    if compat_raw is False:
+        rep = None
+    else:
+        compat = _section(doc, "compat", {"rep"})
+        rep = _endpoint(compat.get("rep", "tcp://127.0.0.1:5000"), "compat.rep")
+    port = http.get("port", 8080)
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise BadRequest(f"config: http.port must be a port number, got {port!r}")
+    raw_stages = doc.get("pipelines") or []
+    if not isinstance(raw_stages, list):
+        raise BadRequest("config: 'pipelines' must be a list of stages")
+    stages = tuple(_stage(s, i) for i, s in enumerate(raw_stages))
+    _check_graph(stages)
+    data = Path(str(doc.get("data", "quarry-data")))
+    return Config(
+        data=data if data.is_absolute() else folder / data,
+        host=str(http.get("host", "127.0.0.1")), port=port,
+        pub=_endpoint(events.get("pub", "tcp://127.0.0.1:5100"), "events.pub"),
+        legacy_events=bool(events.get("legacy", True)), rep=rep, stages=stages,
+        folder=folder, log_level=str(doc.get("log_level", "warning")),
+    )
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise NotFound(f"no config file {path}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise BadRequest(f"config {path.name} is not valid YAML: {e}") from None
+    return parse_config(doc, path.resolve().parent)

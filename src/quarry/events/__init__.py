@@ -1,0 +1,1 @@
+"""Events: the ZeroMQ bus, the snapshot service endpoint, and pipelines (adapters)."""

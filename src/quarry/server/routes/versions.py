@@ -1,0 +1,194 @@
+"""Whole versions of any kind: PUT a new version, GET its data at any version, history, aliases.
+
+Installed before ``datasets``: the catch-all ``/datasets/{name}`` would shadow these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, StreamingResponse
+
+from quarry.datasets.kinds import VersionWriter, WriteOptions, kind_for_put
+from quarry.engine import Engine
+from quarry.errors import BadRequest, InsufficientStorage, NotFound, PreconditionFailed
+from quarry.server.settings import ServeSettings
+from quarry.store.refs import check_dataset_name
+from quarry.versions import commit_json, version_json
+
+DEFAULT_KIND = "document"
+# Small data is read and sent in one piece: cheaper than a file response's thread hops.
+INLINE_BELOW = 1 << 20
+MAX_MESSAGE = 4096
+HANDOFF = 4 << 20
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def _content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise BadRequest(f"invalid Content-Length {raw[:40]!r}")
+    return int(raw)
+
+
+async def _receive(request: Request, writer: VersionWriter) -> None:
+    """Feed the body to the writer. Small bodies are written inline; past ``HANDOFF`` bytes,
+    batches are hashed and written in a worker thread while the event loop receives the
+    next batch (hashing and writing release the GIL), so a big PUT uses two cores."""
+    batch: list[bytes] = []
+    size = 0
+    pending: asyncio.Future[None] | None = None
+    try:
+        async for block in request.stream():
+            if not block:
+                continue
+            batch.append(block)
+            size += len(block)
+            if size >= HANDOFF:
+                data = b"".join(batch)
+                batch.clear()
+                size = 0
+                if pending is not None:
+                    await pending
+                pending = asyncio.get_running_loop().run_in_executor(None, writer.write, data)
+    except BaseException:
+        if pending is not None:
+            await asyncio.wait([pending])  # the thread must be done before the writer aborts
+        raise
+    if pending is not None:
+        await pending
+    for block in batch:
+        writer.write(block)
+
+
+def _expected_parent(engine: Engine, name: str, raw: str) -> str:
+    """The version an ``If-Match`` header names (an ETag, id, unique prefix or alias)."""
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    head = engine.store.head(name)
+    if value == "*":
+        if head is None:
+            raise PreconditionFailed(f"If-Match: * but {name} does not exist", current=None)
+        return head
+    if head is None:
+        raise PreconditionFailed(f"{name} does not exist, so it is not at {value[:12]}",
+                                 current=None)
+    try:
+        return engine.store.resolve(name, value)
+    except NotFound:
+        raise PreconditionFailed(f"{name} has no version {value[:40]!r}; HEAD is {head[:12]}",
+                                 current=head) from None
+
+
+def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    store = engine.store
+
+    @api.get("/datasets/{name:path}/versions", tags=["versions"],
+             summary="History: id, parent, time, size, message, lineage, newest first")
+    def versions(name: str, limit: int = Query(1000, ge=1, le=1_000_000)) -> Response:
+        store.require_head(name)
+        hist = store.history(name, limit)
+        by_version: dict[str, list[str]] = {}
+        aliases = store.refs.aliases(name)
+        for alias, target in aliases.items():
+            by_version.setdefault(target, []).append(alias)
+        return _json({"dataset": name, "head": hist[0][0], "aliases": aliases,
+                      "versions": [version_json(v, s, by_version.get(v, [])) for v, s in hist]})
+
+    @api.get("/datasets/{name:path}/aliases", tags=["versions"])
+    def list_aliases(name: str) -> Response:
+        return _json(store.aliases(name))
+
+    @api.put("/datasets/{name:path}/aliases/{alias}", tags=["versions"],
+             summary="Point an alias at a version (HEAD if none given); moves atomically")
+    async def put_alias(name: str, alias: str, request: Request,
+                        version: str | None = None) -> Response:
+        if version is None:
+            body = await request.body()
+            if body.strip():
+                try:
+                    doc = orjson.loads(body)
+                    version = doc["version"] if isinstance(doc, dict) else None
+                except (orjson.JSONDecodeError, KeyError):
+                    version = None
+                if not isinstance(version, str):
+                    raise BadRequest('alias body must be JSON like {"version": "<id>"}')
+        previous = store.refs.get(name, alias) if store.head(name) else None
+        target = store.set_alias(name, alias, version)
+        return _json({"dataset": name, "alias": alias, "version": target,
+                      "previous": previous})
+
+    @api.delete("/datasets/{name:path}/aliases/{alias}", tags=["versions"])
+    def delete_alias(name: str, alias: str) -> Response:
+        store.require_head(name)
+        previous = store.delete_alias(name, alias)
+        return _json({"dataset": name, "alias": alias, "version": None, "previous": previous})
+
+    @api.get("/datasets/{name:path}/data", tags=["versions"], response_class=Response,
+             summary="The data of a version: HEAD, an id, a unique prefix or an alias")
+    async def get_data(name: str, version: str | None = None) -> Response:
+        vid, snap, data = engine.data(name, version)
+        headers = {"etag": f'"{vid}"', "x-quarry-version": vid}
+        if data.path is not None:
+            if snap.size < INLINE_BELOW:
+                return Response(data.path.read_bytes(), media_type=data.media_type,
+                                headers=headers)
+            return FileResponse(data.path, media_type=data.media_type, headers=headers)
+        return StreamingResponse(data.iter_bytes(), media_type=data.media_type,
+                                 headers=headers)
+
+    @api.put("/datasets/{name:path}", tags=["versions"], status_code=201,
+             summary="PUT the body as a new version (201), or 200 if it equals HEAD")
+    async def put_dataset(
+        name: str, request: Request,
+        kind: str | None = Query(None, description="lines or document (default: the "
+                                 "dataset's kind, else document)"),
+        message: str = Query("", max_length=MAX_MESSAGE),
+        index: str = Query("auto", description="lines: line index mode"),
+    ) -> Response:
+        check_dataset_name(name)
+        message = message or request.headers.get("x-quarry-message", "")[:MAX_MESSAGE]
+        k = kind_for_put(store, name, kind, DEFAULT_KIND)
+        if_match = request.headers.get("if-match")
+        commit_kw: dict[str, Any] = {}
+        if if_match is not None:
+            commit_kw["expected_parent"] = _expected_parent(engine, name, if_match)
+        ctype = request.headers.get("content-type")
+        opts = WriteOptions(message=message, size_hint=_content_length(request),
+                            content_type=ctype, params={"index": index})
+        try:
+            writer = k.writer(store, name, opts)
+            try:
+                await _receive(request, writer)
+            except BaseException:
+                writer.abort()
+                raise
+            if store.durable or (opts.size_hint or INLINE_BELOW) >= INLINE_BELOW:
+                # fsyncs (and big finishes) wait in a worker thread, not on the event loop.
+                res = await run_in_threadpool(lambda: writer.commit(**commit_kw))
+            else:
+                res = writer.commit(**commit_kw)  # a few small file writes: cheaper inline
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise InsufficientStorage(f"the disk filled up while storing {name}; nothing "
+                                          "was committed") from None
+            raise
+        except ValueError as e:  # e.g. an unknown line index mode
+            raise BadRequest(str(e)) from None
+        headers = {"etag": f'"{res.version}"', "x-quarry-version": res.version,
+                   "location": f"/datasets/{name}/data?version={res.version}"}
+        return _json(commit_json(res), 201 if res.created else 200, headers)
