@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from quarry.errors import BadRequest
 
@@ -42,6 +43,14 @@ def pack(obj: Any) -> bytes:
             arr = np.ascontiguousarray(x)
             arrays.append(arr.tobytes())
             return {"@a": len(arrays) - 1, "dtype": arr.dtype.str, "shape": list(arr.shape)}
+        if isinstance(x, pa.Array):
+            # Arrow IPC: typed data only (strings, timestamps...), never code.
+            sink = pa.BufferOutputStream()
+            batch = pa.record_batch([x], names=["v"])
+            with pa.ipc.new_stream(sink, batch.schema) as w:
+                w.write_batch(batch)
+            arrays.append(sink.getvalue().to_pybytes())
+            return {"@pa": len(arrays) - 1}
         if isinstance(x, bytes):
             return {"@b": base64.b64encode(x).decode()}
         if isinstance(x, tuple):
@@ -93,6 +102,13 @@ def unpack(data: bytes) -> Any:
             i = int(x["@a"])
             arr = np.frombuffer(buf[offsets[i]:offsets[i + 1]], dtype=dt)
             return arr.reshape([int(n) for n in x["shape"]])
+        if "@pa" in x:
+            i = int(x["@pa"])
+            try:
+                table = pa.ipc.open_stream(pa.py_buffer(bytes(buf[offsets[i]:offsets[i + 1]])))
+                return table.read_all().column(0).combine_chunks()
+            except (pa.ArrowInvalid, IndexError) as e:
+                raise BadRequest(f"malformed Arrow array on the wire: {e}") from None
         if "@b" in x:
             return base64.b64decode(x["@b"])
         if "@t" in x:
