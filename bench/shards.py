@@ -13,6 +13,7 @@ Usage: python bench/shards.py [--rows 8000000] [--kill-seconds 30]
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -205,7 +206,9 @@ def main() -> None:
         ["scan (asleep) distinct IPs, rows/s on one core", f"{spec.rows / t_shard_scan:,.0f}"],
         ["selective query through the index, p50 ms (in-process)", f"{ref * 1000:.2f}"],
     ])
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     body = "\n\n".join([
+        f"Load average at the end (1/5/15 min, 2 cores shared with other work): {load}.",
         f"Data: {view.rows:,} `ip,ts` records over one day, {len(view.chunks)} chunks, "
         f"{SHARDS} shards; 50,000 distinct IPv4 addresses (Zipf). Ray: a local cluster "
         "(`num_cpus=2`), one actor per shard.",
