@@ -5,12 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from quarry.datasets.lines import LinesView
+from quarry.datasets.records import RecordsView
 from quarry.errors import BadRequest, NotFound
 from quarry.store import Snapshot, Store
+
+V = TypeVar("V")
+# Manifest meta entries too bulky for a dataset description (listed per chunk).
+_HIDDEN_META = frozenset({"line_index", "chunks"})
 
 
 class Engine:
@@ -25,7 +31,8 @@ class Engine:
         self.store = store if isinstance(store, Store) else Store(store)
         self.refresh_interval = refresh_interval
         self._heads: dict[str, tuple[float, str]] = {}
-        self._views: OrderedDict[str, LinesView] = OrderedDict()
+        # Opened views keyed by (kind, version): one cache for every dataset kind.
+        self._views: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._max_open = max_open
         self._lock = threading.Lock()
 
@@ -47,24 +54,32 @@ class Engine:
         vid = self.resolve(dataset, version)
         return vid, self.store.snapshot(vid)
 
-    def lines(self, dataset: str, version: str | None = None) -> LinesView:
+    def _view(self, kind: str, dataset: str, version: str | None,
+              opener: Callable[[Store, str, Snapshot], V]) -> V:
         vid = self.resolve(dataset, version)
-        view = self._views.get(vid)
+        key = (kind, vid)
+        view = self._views.get(key)
         if view is not None:
-            return view
+            return view  # type: ignore[no-any-return]
         with self._lock:
-            view = self._views.get(vid)
+            view = self._views.get(key)
             if view is None:
                 snap = self.store.snapshot(vid)
-                if snap.kind != "lines":
-                    raise BadRequest(f"{dataset} is a {snap.kind} dataset; line reads need a "
-                                     "lines dataset")
-                view = LinesView(self.store, vid, snap)
-                self._views[vid] = view
+                if snap.kind != kind:
+                    raise BadRequest(f"{dataset} is a {snap.kind} dataset; this needs a "
+                                     f"{kind} dataset")
+                view = opener(self.store, vid, snap)
+                self._views[key] = view
                 while len(self._views) > self._max_open:
                     # Dropped views close when the last reader lets go of them.
                     self._views.popitem(last=False)
-            return view
+            return view  # type: ignore[no-any-return]
+
+    def lines(self, dataset: str, version: str | None = None) -> LinesView:
+        return self._view("lines", dataset, version, LinesView)
+
+    def records(self, dataset: str, version: str | None = None) -> RecordsView:
+        return self._view("records", dataset, version, RecordsView)
 
     def datasets(self) -> list[dict[str, Any]]:
         out = []
@@ -85,7 +100,9 @@ class Engine:
             "aliases": self.store.refs.aliases(dataset), "message": snap.message,
             "linked": snap.link is not None,
         }
-        d.update({k: v for k, v in snap.meta.items() if k != "line_index"})
+        d.update({k: v for k, v in snap.meta.items() if k not in _HIDDEN_META})
         if "line_index" in snap.meta:
             d["line_index"] = snap.meta["line_index"]
+        if "chunks" in snap.meta:
+            d["chunks"] = len(snap.meta["chunks"])
         return d

@@ -1,0 +1,179 @@
+"""The ``records`` kind: typed rows in Arrow IPC chunks sorted by time, read memory-mapped.
+
+Storage format (one snapshot):
+
+* each **chunk** is an Arrow IPC *file* blob (one record batch, uncompressed, so reading it
+  is a memory map with zero copy) of at most ``chunk_rows`` rows sorted by ``ts``
+  (stable: rows with equal times keep their input order);
+* beside each chunk an **IP index** blob, an Arrow IPC file with one uint64 column, the
+  sorted ``key << 32 | row`` (see :mod:`quarry.index.ip_index`);
+* the manifest's ``meta`` holds the schema, the sort key and, per chunk, its blobs, row count,
+  zone maps (min/max of ``ts``, ``ip`` and integer columns) and whether its IP index is exact.
+  Chunks are listed in the order they were added; an append reuses all of the parent's
+  chunks and adds new ones, so chunks may overlap in time and readers merge them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from quarry.errors import BadRequest, Corrupt
+from quarry.index.ip_index import IpIndex
+from quarry.store import Part, Snapshot, Store
+
+KIND = "records"
+SORT_KEY = "ts"
+IP_KEY = "ip"
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    data: str  # blob id of the Arrow IPC file
+    data_size: int
+    index: str  # blob id of the IP index
+    index_size: int
+    rows: int
+    zones: Mapping[str, Sequence[Any]]
+    exact: bool  # every IP key is an IPv4 address (no hash collisions possible)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"data": self.data, "data_size": self.data_size, "index": self.index,
+                "index_size": self.index_size, "rows": self.rows,
+                "zones": {k: list(v) for k, v in self.zones.items()}, "exact": self.exact}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ChunkInfo:
+        return cls(data=d["data"], data_size=int(d["data_size"]), index=d["index"],
+                   index_size=int(d["index_size"]), rows=int(d["rows"]),
+                   zones=d.get("zones", {}), exact=bool(d.get("exact", False)))
+
+    @property
+    def ts_range(self) -> tuple[int, int]:
+        lo, hi = self.zones[SORT_KEY]
+        return int(lo), int(hi)
+
+
+def schema_to_json(schema: pa.Schema) -> list[dict[str, str]]:
+    out = []
+    for f in schema:
+        kind = (f.metadata or {}).get(b"quarry.type", b"").decode() or str(f.type)
+        out.append({"name": f.name, "type": kind})
+    return out
+
+
+def make_snapshot(name: str, fmt: str, schema: pa.Schema, chunks: Sequence[ChunkInfo], *,
+                  message: str = "", extra: Mapping[str, Any] | None = None) -> Snapshot:
+    # The content identity is the ordered list of chunk blobs: equal data, equal sha256, so
+    # re-ingesting the same logs makes no new version.
+    ident = hashlib.sha256("\n".join(c.data for c in chunks).encode()).hexdigest()
+    parts: list[Part] = []
+    for c in chunks:
+        parts.append(Part("chunk", c.data, c.data_size))
+        parts.append(Part("ip-index", c.index, c.index_size))
+    rows = sum(c.rows for c in chunks)
+    ts = [c.ts_range for c in chunks if c.rows]
+    meta: dict[str, Any] = {
+        "format": fmt, "rows": rows, "sort_key": SORT_KEY, "schema": schema_to_json(schema),
+        "time_range": [min(t[0] for t in ts), max(t[1] for t in ts)] if ts else None,
+        "chunks": [c.to_json() for c in chunks],
+    }
+    meta.update(extra or {})
+    return Snapshot(dataset=name, kind=KIND, parent=None, created=time.time(),
+                    size=sum(c.data_size + c.index_size for c in chunks), sha256=ident,
+                    parts=tuple(parts), message=message, meta=meta)
+
+
+def _map_table(path: str) -> pa.Table:
+    with pa.memory_map(path, "r") as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def _single(col: pa.ChunkedArray) -> pa.Array:
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
+class Chunk:
+    """One chunk opened for reading: columns and index memory-mapped on first use."""
+
+    def __init__(self, store: Store, info: ChunkInfo, position: int) -> None:
+        self.info = info
+        self.position = position  # in the manifest's chunk list: the tie-breaker after ts
+        self._store = store
+        self._lock = threading.Lock()
+        self._table: pa.Table | None = None
+        self._ts: np.ndarray | None = None
+        self._ip: np.ndarray | None = None
+        self._index: IpIndex | None = None
+
+    @property
+    def table(self) -> pa.Table:
+        if self._table is None:
+            with self._lock:
+                if self._table is None:
+                    t = _map_table(str(self._store.blobs.path(self.info.data)))
+                    if t.num_rows != self.info.rows:
+                        raise Corrupt(f"chunk {self.info.data[:12]} has {t.num_rows} rows, "
+                                      f"the manifest says {self.info.rows}")
+                    self._table = t
+        return self._table
+
+    @property
+    def ts(self) -> np.ndarray:
+        """Times in µs since the epoch (int64, zero copy)."""
+        if self._ts is None:
+            arr = _single(self.table.column(SORT_KEY))
+            self._ts = arr.cast(pa.int64()).to_numpy(zero_copy_only=True)
+        return self._ts
+
+    @property
+    def ip(self) -> np.ndarray:
+        """Addresses as an ``(n, 16)`` uint8 array (zero copy)."""
+        if self._ip is None:
+            arr = _single(self.table.column(IP_KEY))
+            buf = arr.buffers()[1]
+            raw = np.frombuffer(buf, dtype=np.uint8)[arr.offset * 16:(arr.offset + len(arr)) * 16]
+            self._ip = raw.reshape(-1, 16)
+        return self._ip
+
+    @property
+    def index(self) -> IpIndex:
+        if self._index is None:
+            t = _map_table(str(self._store.blobs.path(self.info.index)))
+            comp = _single(t.column(0)).to_numpy(zero_copy_only=True)
+            self._index = IpIndex(comp, self.info.exact)
+        return self._index
+
+    def row_range(self, lo_us: int | None, hi_us: int | None) -> tuple[int, int]:
+        """Rows ``[r0, r1)`` whose time lies in ``[lo_us, hi_us]`` (binary search)."""
+        ts = self.ts
+        r0 = 0 if lo_us is None else int(np.searchsorted(ts, lo_us, "left"))
+        r1 = len(ts) if hi_us is None else int(np.searchsorted(ts, hi_us, "right"))
+        return r0, max(r0, r1)
+
+
+class RecordsView:
+    """One ``records`` snapshot opened for reading."""
+
+    def __init__(self, store: Store, version: str, snap: Snapshot) -> None:
+        if snap.kind != KIND:
+            raise BadRequest(f"{snap.dataset} is a {snap.kind} dataset; this needs a records "
+                             "dataset")
+        self.version = version
+        self.snapshot = snap
+        self.dataset = snap.dataset
+        self.meta = snap.meta
+        self.rows = int(snap.meta.get("rows", 0))
+        infos = [ChunkInfo.from_json(c) for c in snap.meta.get("chunks", [])]
+        self.chunks = [Chunk(store, info, i) for i, info in enumerate(infos) if info.rows]
+
+    def describe(self) -> dict[str, Any]:
+        return {"rows": self.rows, "chunks": len(self.chunks), "format": self.meta.get("format"),
+                "schema": self.meta.get("schema"), "time_range": self.meta.get("time_range")}

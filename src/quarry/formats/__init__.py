@@ -1,0 +1,1 @@
+"""Parsers: text sources, access logs, ``ip,ts`` CSV, IP addresses, dispatcher configs."""

@@ -1,0 +1,66 @@
+"""Per-chunk IP index: the sorted composite ``key << 32 | row`` (8 bytes a record).
+
+``key`` is the 32-bit IP key (the IPv4 address, or a hash of an IPv6 one). Sorting the
+composite groups each address's rows and keeps them in row order, which in a time-sorted
+chunk is time order, so "rows of IP k between rows r0 and r1" is two binary searches, for any
+number of IPs at once. A chunk is *exact* when all its keys are IPv4 addresses; otherwise a
+hit may be a hash collision and callers check the stored address.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quarry.formats.ipaddr import keys32
+
+ROW_BITS = np.uint64(32)
+ROW_MASK = np.uint64(0xFFFFFFFF)
+MAX_ROWS = 1 << 32
+
+
+def build(ips: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The sorted composite array of a chunk's ``(n, 16)`` addresses, and whether it is exact."""
+    n = len(ips)
+    if n >= MAX_ROWS:
+        raise ValueError("a chunk holds fewer than 2^32 rows")
+    key, is_v4 = keys32(ips)
+    comp = (key.astype(np.uint64) << ROW_BITS) | np.arange(n, dtype=np.uint64)
+    comp.sort()
+    return comp, bool(is_v4.all())
+
+
+class IpIndex:
+    def __init__(self, comp: np.ndarray, exact: bool) -> None:
+        self.comp = comp
+        self.exact = exact
+
+    def ranges(self, keys: np.ndarray, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions ``[lo, hi)`` in the index of each key's rows within rows ``[r0, r1)``."""
+        k = keys.astype(np.uint64) << ROW_BITS
+        lo = np.searchsorted(self.comp, k | np.uint64(r0), "left")
+        hi = np.searchsorted(self.comp, k | np.uint64(r1), "left")
+        return lo, hi
+
+    def rows(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The rows of all ranges, concatenated (each range in row order)."""
+        lens = hi - lo
+        total = int(lens.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64)
+        starts = np.cumsum(lens) - lens
+        pos = np.arange(total, dtype=np.int64) + np.repeat(lo - starts, lens)
+        rows: np.ndarray = (self.comp[pos] & ROW_MASK).astype(np.int64)
+        return rows
+
+    def key_counts(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct keys among rows ``[r0, r1)`` with their row counts, in O(n) (no sort)."""
+        rows = self.comp & ROW_MASK
+        sel = self.comp if (r0 == 0 and r1 >= len(rows)) else self.comp[
+            (rows >= np.uint64(r0)) & (rows < np.uint64(r1))]
+        if len(sel) == 0:
+            return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        keys = (sel >> ROW_BITS).astype(np.uint32)
+        change = np.flatnonzero(np.diff(keys)) + 1
+        starts = np.concatenate(([0], change))
+        counts = np.diff(np.append(starts, len(keys)))
+        return keys[starts], counts.astype(np.int64)

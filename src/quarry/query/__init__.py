@@ -1,0 +1,1 @@
+"""Queries over records datasets: frozen query descriptions and their executors."""

@@ -1,0 +1,300 @@
+"""Executors of the IP/time queries over an opened records view, all per-row work in numpy.
+
+Chunks are visited in time order, grouped where their time ranges overlap (appends of late
+data); hits are ordered by (time, chunk position, row), which is input order for equal times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from quarry.datasets.records import Chunk, RecordsView
+from quarry.errors import BadRequest
+from quarry.formats.ipaddr import format_ips, halves, keys32
+from quarry.index.ip_index import IpIndex
+from quarry.index.zonemap import overlaps
+from quarry.query.model import (
+    Cursor,
+    DistinctQuery,
+    FindQuery,
+    MembershipQuery,
+    VisitsQuery,
+    Window,
+)
+
+V4_LO = np.uint64(0xFFFF << 32)
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Matching records in order: times (µs), chunk positions, rows, addresses."""
+
+    ts: np.ndarray
+    chunk: np.ndarray
+    row: np.ndarray
+    ip: np.ndarray  # (n, 16) uint8
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def slice(self, n: int, start: int = 0) -> Hits:
+        """``n`` hits from ``start``."""
+        end = start + n
+        return Hits(self.ts[start:end], self.chunk[start:end], self.row[start:end],
+                    self.ip[start:end])
+
+    def ip_text(self) -> pa.Array:
+        return format_ips(self.ip)
+
+    def seconds(self) -> np.ndarray:
+        return self.ts / 1e6
+
+    def cursor(self, version: str) -> Cursor:
+        return Cursor(version, int(self.ts[-1]), int(self.chunk[-1]), int(self.row[-1]))
+
+
+@dataclass(frozen=True)
+class FindPage:
+    hits: Hits
+    next_cursor: str | None
+
+
+class _Probe:
+    """Query addresses prepared for index lookups."""
+
+    def __init__(self, ips: tuple[bytes, ...]) -> None:
+        arr = np.frombuffer(b"".join(ips), dtype=np.uint8).reshape(-1, 16)
+        self.ips = arr
+        self.keys, self.v4 = keys32(arr)
+        self.hi, self.lo = halves(arr)
+
+    def rows(self, chunk: Chunk, r0: int, r1: int) -> np.ndarray:
+        """Rows in ``[r0, r1)`` of ``chunk`` holding one of the addresses, ascending."""
+        idx: IpIndex = chunk.index
+        keys = self.keys[self.v4] if chunk.info.exact else self.keys
+        if len(keys) == 0:
+            return np.zeros(0, dtype=np.int64)
+        lo, hi = idx.ranges(keys, r0, r1)
+        rows = idx.rows(lo, hi)
+        if not chunk.info.exact and len(rows):
+            rows = rows[self.verify(chunk.ip[rows])]
+        rows.sort()
+        return rows
+
+    def verify(self, cand: np.ndarray) -> np.ndarray:
+        """Which candidate addresses really are among the query's (hash keys may collide)."""
+        ch, cl = halves(cand)
+        order = np.lexsort((self.lo, self.hi))
+        qh, ql = self.hi[order], self.lo[order]
+        pos = np.searchsorted(qh, ch, "left")
+        ok = np.zeros(len(cand), dtype=bool)
+        # Few distinct high halves in practice; walk the equal-high run for each candidate.
+        end = np.searchsorted(qh, ch, "right")
+        for i in np.flatnonzero(end > pos):
+            ok[i] = bool(np.any(ql[pos[i]:end[i]] == cl[i]))
+        return ok
+
+
+def _groups(view: RecordsView, w: Window) -> Iterator[list[Chunk]]:
+    """Chunks overlapping the window, in time order, grouped where they overlap each other."""
+    cands = [c for c in view.chunks if overlaps(c.info.zones.get("ts"), w.start_us, w.end_us)]
+    cands.sort(key=lambda c: (c.info.ts_range[0], c.position))
+    group: list[Chunk] = []
+    group_end = 0
+    for c in cands:
+        lo, hi = c.info.ts_range
+        if group and lo > group_end:
+            yield group
+            group = []
+        group.append(c)
+        group_end = hi if len(group) == 1 else max(group_end, hi)
+    if group:
+        yield group
+
+
+def _merge(parts: list[tuple[Chunk, np.ndarray]]) -> Hits:
+    if not parts:
+        z = np.zeros(0, dtype=np.int64)
+        return Hits(z, z, z, np.zeros((0, 16), dtype=np.uint8))
+    ts = np.concatenate([c.ts[r] for c, r in parts])
+    pos = np.concatenate([np.full(len(r), c.position, dtype=np.int64) for c, r in parts])
+    row = np.concatenate([r for _, r in parts])
+    ip = np.concatenate([c.ip[r] for c, r in parts])
+    if len(parts) > 1:
+        order = np.lexsort((row, pos, ts))
+        ts, pos, row, ip = ts[order], pos[order], row[order], ip[order]
+    return Hits(ts, pos, row, ip)
+
+
+def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
+    """All records of the query's addresses in its window, in order, group by group."""
+    probe = _Probe(q.ips)
+    if not q.ips:
+        return
+    w = q.window
+    cur = q.cursor
+    if cur is not None:
+        if cur.version != view.version:
+            raise BadRequest("this cursor belongs to another version of the dataset; pass "
+                             f"version={cur.version[:12]} or start again")
+        w = Window(cur.ts if w.start_us is None else max(w.start_us, cur.ts), w.end_us)
+    for group in _groups(view, w):
+        parts = []
+        for c in group:
+            r0, r1 = c.row_range(w.start_us, w.end_us)
+            if r1 > r0:
+                rows = probe.rows(c, r0, r1)
+                if len(rows):
+                    parts.append((c, rows))
+        hits = _merge(parts)
+        if cur is not None and len(hits):
+            after = (hits.ts > cur.ts) | ((hits.ts == cur.ts) & (
+                (hits.chunk > cur.chunk) | ((hits.chunk == cur.chunk) & (hits.row > cur.row))))
+            keep = np.flatnonzero(after)
+            hits = Hits(hits.ts[keep], hits.chunk[keep], hits.row[keep], hits.ip[keep])
+        if len(hits):
+            yield hits
+
+
+def find_page(view: RecordsView, q: FindQuery) -> FindPage:
+    """At most ``limit`` records, and a cursor to the next page if there are more."""
+    got: list[Hits] = []
+    n = 0
+    for hits in find_iter(view, q):
+        got.append(hits)
+        n += len(hits)
+        if n > q.limit:
+            break
+    merged = Hits(*(np.concatenate(x) for x in zip(*((h.ts, h.chunk, h.row, h.ip) for h in got),
+                                                   strict=True))) if got else _merge([])
+    if len(merged) > q.limit:
+        page = merged.slice(q.limit)
+        return FindPage(page, page.cursor(view.version).encode())
+    return FindPage(merged, None)
+
+
+def membership(view: RecordsView, q: MembershipQuery) -> np.ndarray:
+    """For each query address (in order), whether it has a record in the window."""
+    found = np.zeros(len(q.ips), dtype=bool)
+    if not q.ips:
+        return found
+    probe = _Probe(q.ips)
+    w = q.window
+    for group in _groups(view, w):
+        for c in group:
+            todo = ~found
+            if not todo.any():
+                return found
+            r0, r1 = c.row_range(w.start_us, w.end_us)
+            if r1 <= r0:
+                continue
+            sel = todo & probe.v4 if c.info.exact else todo
+            if not sel.any():
+                continue
+            lo, hi = c.index.ranges(probe.keys[sel], r0, r1)
+            where = np.flatnonzero(sel)
+            if c.info.exact:
+                found[where[hi > lo]] = True
+                continue
+            for i in where[hi > lo]:
+                rows = c.index.rows(lo[where == i], hi[where == i])
+                cand = c.ip[rows]
+                if np.any((cand == probe.ips[i]).all(axis=1)):
+                    found[i] = True
+    return found
+
+
+@dataclass(frozen=True)
+class Visits:
+    count: int
+    first_us: int | None
+    last_us: int | None
+    times_us: np.ndarray  # the first ``limit`` times, in order
+    buckets: tuple[np.ndarray, np.ndarray] | None  # bucket starts (s) and counts
+
+
+def visits(view: RecordsView, q: VisitsQuery) -> Visits:
+    """Every visit of one address in the window (reverse lookup), with counts."""
+    probe = _Probe((q.ip,))
+    w = q.window
+    parts: list[np.ndarray] = []
+    for group in _groups(view, w):
+        chunk_hits = []
+        for c in group:
+            r0, r1 = c.row_range(w.start_us, w.end_us)
+            if r1 > r0:
+                rows = probe.rows(c, r0, r1)
+                if len(rows):
+                    chunk_hits.append((c, rows))
+        if chunk_hits:
+            parts.append(_merge(chunk_hits).ts)
+    ts = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    buckets = None
+    if q.bucket_s:
+        b = ts // (q.bucket_s * 1_000_000)
+        starts, counts = np.unique(b, return_counts=True)
+        buckets = (starts * q.bucket_s, counts)
+    return Visits(len(ts), int(ts[0]) if len(ts) else None, int(ts[-1]) if len(ts) else None,
+                  ts[: q.limit], buckets)
+
+
+@dataclass(frozen=True)
+class Distinct:
+    distinct: int
+    rows: int
+    ips: np.ndarray  # (k, 16) uint8, the page
+    counts: np.ndarray
+
+
+def distinct(view: RecordsView, q: DistinctQuery) -> Distinct:
+    """Distinct addresses in the window with their record counts (forward lookup)."""
+    w = q.window
+    his: list[np.ndarray] = []
+    los: list[np.ndarray] = []
+    cnts: list[np.ndarray] = []
+    for group in _groups(view, w):
+        for c in group:
+            r0, r1 = c.row_range(w.start_us, w.end_us)
+            if r1 <= r0:
+                continue
+            if c.info.exact:
+                # The index is sorted by key: run lengths give the counts without a sort.
+                keys, counts = c.index.key_counts(r0, r1)
+                his.append(np.zeros(len(keys), dtype=np.uint64))
+                los.append(V4_LO | keys.astype(np.uint64))
+            else:
+                h, lo = halves(c.ip[r0:r1])
+                order = np.lexsort((lo, h))
+                h, lo = h[order], lo[order]
+                change = np.flatnonzero((np.diff(h) != 0) | (np.diff(lo) != 0)) + 1
+                starts = np.concatenate(([0], change))
+                counts = np.diff(np.append(starts, len(h)))
+                his.append(h[starts])
+                los.append(lo[starts])
+            cnts.append(counts.astype(np.int64))
+    if not cnts:
+        return Distinct(0, 0, np.zeros((0, 16), dtype=np.uint8), np.zeros(0, dtype=np.int64))
+    hi = np.concatenate(his)
+    lo = np.concatenate(los)
+    cnt = np.concatenate(cnts)
+    if len(cnts) > 1:
+        order = np.lexsort((lo, hi))
+        hi, lo, cnt = hi[order], lo[order], cnt[order]
+        change = np.flatnonzero((np.diff(hi) != 0) | (np.diff(lo) != 0)) + 1
+        starts = np.concatenate(([0], change))
+        cnt = np.add.reduceat(cnt, starts)
+        hi, lo = hi[starts], lo[starts]
+    total_rows = int(cnt.sum())
+    if q.order == "count":
+        order = np.lexsort((lo, hi, -cnt))  # most records first, then address order
+        sel = order[q.offset:q.offset + q.limit]
+    else:
+        sel = np.arange(q.offset, min(len(cnt), q.offset + q.limit))
+    ips = np.empty((len(sel), 2), dtype=">u8")
+    ips[:, 0] = hi[sel]
+    ips[:, 1] = lo[sel]
+    return Distinct(len(cnt), total_rows, ips.view(np.uint8).reshape(-1, 16), cnt[sel])

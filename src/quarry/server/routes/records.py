@@ -1,0 +1,251 @@
+"""IP/time queries over records datasets: JSON, NDJSON streams, cursor pages, and the
+original access-log index's route ``/find/[ip1,ip2]/<start>/<end>/``.
+
+Installed before ``datasets``: its ``/datasets/{name}`` is a catch-all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from quarry.datasets.records import KIND
+from quarry.engine import Engine
+from quarry.errors import BadRequest, NotFound, PayloadTooLarge
+from quarry.formats.ipaddr import format_ips, parse_ip
+from quarry.query import iplog
+from quarry.query.model import (
+    DEFAULT_LIMIT,
+    Cursor,
+    DistinctQuery,
+    FindQuery,
+    MembershipQuery,
+    VisitsQuery,
+    Window,
+    check_limit,
+    ip_list,
+    parse_compat_ips,
+    window,
+)
+from quarry.server.settings import ServeSettings
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+# The compat route answers in one piece; beyond this many records it refuses (413) and
+# points at the paged route instead of building a response that could exhaust memory.
+COMPAT_MAX_RECORDS = 1_000_000
+MAX_BODY = 4 << 20
+NDJSON_PIECE = 65536  # records per streamed piece
+
+
+def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON,
+                    headers=headers)
+
+
+async def _params(request: Request) -> dict[str, Any]:
+    """Query parameters, overlaid with a JSON object body for POST."""
+    params: dict[str, Any] = {}
+    for k, v in request.query_params.multi_items():
+        if k in ("ip", "ips"):
+            params.setdefault("ips", []).extend(x for x in v.split(",") if x.strip())
+        else:
+            params[k] = v
+    if request.method == "POST":
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
+        if raw.strip():
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                raise BadRequest(f"request body is not valid JSON: {e}") from None
+            if not isinstance(body, dict):
+                raise BadRequest("request body must be a JSON object")
+            params.update(body)
+    return params
+
+
+def _int(params: dict[str, Any], key: str, default: int) -> int:
+    raw = params.get(key, default)
+    try:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError
+        return int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{key} must be an integer, got {str(raw)[:40]!r}") from None
+
+
+def _ips(params: dict[str, Any]) -> list[str]:
+    raw = params.get("ips")
+    if raw is None:
+        raise BadRequest("give the IP addresses: ip=a&ip=b, ips=a,b or a JSON \"ips\" list")
+    if isinstance(raw, str):
+        raw = [x for x in raw.split(",") if x.strip()]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise BadRequest("ips must be a list of strings")
+    return raw
+
+
+def _window(params: dict[str, Any]) -> Window:
+    return window(params.get("start"), params.get("end"))
+
+
+def _window_json(w: Window) -> dict[str, float | None]:
+    return {"start": None if w.start_us is None else w.start_us / 1e6,
+            "end": None if w.end_us is None else w.end_us / 1e6}
+
+
+def _records(hits: iplog.Hits) -> list[dict[str, Any]]:
+    return [{"ip": i, "ts": t} for i, t in zip(hits.ip_text().to_pylist(),
+                                                 hits.seconds().tolist(), strict=True)]
+
+
+def _ndjson(batches: Iterator[iplog.Hits], limit: int | None) -> Iterator[bytes]:
+    left = limit
+    for hits in batches:
+        if left is not None:
+            hits = hits.slice(left)
+            left -= len(hits)
+        for start in range(0, len(hits), NDJSON_PIECE):
+            part = hits.slice(NDJSON_PIECE, start)
+            yield b"".join(orjson.dumps(r) + b"\n" for r in _records(part))
+        if left is not None and left <= 0:
+            return
+
+
+def _compat_dataset(engine: Engine, settings: ServeSettings) -> str:
+    if settings.default_dataset is not None:
+        return settings.default_dataset
+    names = [n for n in engine.store.datasets()
+             if engine.store.snapshot(engine.store.require_head(n)).kind == KIND]
+    if len(names) != 1:
+        raise NotFound("/find/... needs one records dataset: serve with --default NAME, or use "
+                       "/datasets/<name>/find/[ip1,ip2]/<start>/<end>/"
+                       + (f" (there are {len(names)})" if names else " (there are none)"))
+    return names[0]
+
+
+def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    def compat(dataset: str, ips: str, start: str, end: str) -> Response:
+        view = engine.records(dataset)
+        q = FindQuery(ip_list(parse_compat_ips(ips)), window(start, end),
+                      limit=COMPAT_MAX_RECORDS)
+        page = iplog.find_page(view, q)
+        if page.next_cursor is not None:
+            raise PayloadTooLarge(f"more than {COMPAT_MAX_RECORDS} records match; page through "
+                                  f"them with /datasets/{dataset}/find?cursor=...")
+        pairs = list(zip(page.hits.ip_text().to_pylist(), page.hits.seconds().tolist(),
+                         strict=True))
+        return _json(pairs)
+
+    @api.get("/find/{ips}/{start}/{end}/", tags=["records"],
+             summary="The original access-log index route: [[ip, ts], ...] sorted by time")
+    async def find_compat(ips: str, start: str, end: str) -> Response:
+        return await run_in_threadpool(compat, _compat_dataset(engine, settings), ips, start, end)
+
+    @api.get("/datasets/{name:path}/find/{ips}/{start}/{end}/", tags=["records"],
+             summary="The original route on a named dataset")
+    async def find_compat_named(name: str, ips: str, start: str, end: str) -> Response:
+        return await run_in_threadpool(compat, name, ips, start, end)
+
+    @api.api_route("/datasets/{name:path}/find/member", methods=["GET", "POST"],
+                   tags=["records"], summary="For each IP: did it visit within the window?")
+    async def member(name: str, request: Request) -> Response:
+        p = await _params(request)
+        raw = _ips(p)
+        view = engine.records(name, p.get("version"))
+        ips = ip_list(raw)
+        w = _window(p)
+        found = iplog.membership(view, MembershipQuery(ips, w))
+        # Answer under the addresses as the client wrote them (duplicates collapse).
+        by_ip = dict(zip(ips, found.tolist(), strict=True))
+        members = {r: by_ip[parse_ip(r)] for r in raw}
+        return _json({"version": view.version, "window": _window_json(w), "members": members})
+
+    def visits(name: str, p: dict[str, Any]) -> Response:
+        raw = p.get("ip")
+        if raw is None and isinstance(p.get("ips"), list) and len(p["ips"]) == 1:
+            raw = p["ips"][0]
+        if not isinstance(raw, str):
+            raise BadRequest("give one IP address: ip=a")
+        view = engine.records(name, p.get("version"))
+        bucket = _int(p, "bucket", 0) or None
+        if bucket is not None and bucket < 1:
+            raise BadRequest("bucket must be a positive number of seconds")
+        w = _window(p)
+        q = VisitsQuery(ip_list([raw])[0], w, check_limit(_int(p, "limit", DEFAULT_LIMIT)),
+                        bucket)
+        v = iplog.visits(view, q)
+        body: dict[str, Any] = {
+            "version": view.version, "ip": raw, "window": _window_json(w), "count": v.count,
+            "first": None if v.first_us is None else v.first_us / 1e6,
+            "last": None if v.last_us is None else v.last_us / 1e6,
+            "times": (v.times_us / 1e6).tolist(), "truncated": v.count > len(v.times_us),
+        }
+        if v.buckets is not None:
+            body["buckets"] = [[int(s), int(c)] for s, c in zip(*v.buckets, strict=True)]
+        return _json(body)
+
+    @api.api_route("/datasets/{name:path}/find/visits", methods=["GET", "POST"],
+                   tags=["records"], summary="All visit times of one IP, with counts")
+    async def find_visits(name: str, request: Request) -> Response:
+        p = await _params(request)
+        if "ips" in p and "ip" not in p:
+            p["ip"] = p["ips"][0] if isinstance(p["ips"], list) and p["ips"] else None
+        return await run_in_threadpool(visits, name, p)
+
+    def distinct(name: str, p: dict[str, Any]) -> Response:
+        view = engine.records(name, p.get("version"))
+        order = p.get("order", "count")
+        if order not in ("count", "ip"):
+            raise BadRequest("order must be count or ip")
+        offset = _int(p, "offset", 0)
+        if offset < 0:
+            raise BadRequest("offset must be >= 0")
+        w = _window(p)
+        limit = check_limit(_int(p, "limit", DEFAULT_LIMIT))
+        d = iplog.distinct(view, DistinctQuery(w, limit, offset, order))
+        nxt = offset + len(d.counts)
+        return _json({"version": view.version, "window": _window_json(w),
+                      "distinct": d.distinct, "records": d.rows,
+                      "ips": [[i, c] for i, c in zip(format_ips(d.ips).to_pylist(),
+                                                     d.counts.tolist(), strict=True)],
+                      "next_offset": nxt if nxt < d.distinct else None})
+
+    @api.api_route("/datasets/{name:path}/find/ips", methods=["GET", "POST"], tags=["records"],
+                   summary="Distinct IPs within a window with their record counts")
+    async def find_ips(name: str, request: Request) -> Response:
+        return await run_in_threadpool(distinct, name, await _params(request))
+
+    def records_page(name: str, p: dict[str, Any], stream: bool) -> Response:
+        cursor = Cursor.decode(p["cursor"]) if p.get("cursor") else None
+        version = p.get("version") or (cursor.version if cursor else None)
+        view = engine.records(name, version)
+        limit = _int(p, "limit", DEFAULT_LIMIT)
+        q = FindQuery(ip_list(_ips(p)), _window(p), 1, cursor)
+        headers = {"x-quarry-version": view.version}
+        if stream:
+            if "limit" in p:
+                check_limit(limit)
+            return StreamingResponse(
+                _ndjson(iplog.find_iter(view, q), limit if "limit" in p else None),
+                media_type=NDJSON, headers=headers)
+        q = FindQuery(q.ips, q.window, check_limit(limit), cursor)
+        page = iplog.find_page(view, q)
+        return _json({"version": view.version, "window": _window_json(q.window),
+                      "count": len(page.hits), "records": _records(page.hits),
+                      "next_cursor": page.next_cursor}, headers)
+
+    @api.api_route("/datasets/{name:path}/find", methods=["GET", "POST"], tags=["records"],
+                   summary="Records of a set of IPs within a window, sorted by time")
+    async def find(name: str, request: Request) -> Response:
+        p = await _params(request)
+        stream = (p.get("format") == "ndjson" or p.get("stream") in (True, "true", "1")
+                  or NDJSON in request.headers.get("accept", ""))
+        return await run_in_threadpool(records_page, name, p, stream)

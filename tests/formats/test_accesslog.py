@@ -1,0 +1,59 @@
+import pyarrow as pa
+
+from quarry.formats.accesslog import AccessLogParser
+from quarry.formats.textblocks import expand_sources, read_batches, split_lines
+from tests.support import FIXTURES
+
+
+def parse(text: str) -> tuple[list[dict[str, object]], list[int]]:
+    batch = split_lines(text.encode(), 1, "t")
+    parsed = AccessLogParser().parse(batch.lines, 1)
+    return parsed.table.to_pylist(), parsed.rejected.tolist()
+
+
+def test_real_apache_lines() -> None:
+    src = expand_sources([str(FIXTURES / "accesslogs" / "apache_logs_head1500")])[0]
+    total = 0
+    for b in read_batches(src):
+        parsed = AccessLogParser().parse(b.lines, b.first_line)
+        assert parsed.rejected.tolist() == []
+        total += parsed.table.num_rows
+    assert total == 1500
+    first = parsed.table.slice(0, 1).to_pylist()[0]
+    assert first["status"] == 200 and first["size"] == 203023
+    assert first["ident"] is None and first["user"] is None
+    assert first["request"].startswith("GET /presentations/")
+    assert first["ts"].timestamp() == 1431857103.0  # 17/May/2015:10:05:03 +0000
+
+
+def test_truncated_real_line_is_rejected_with_its_number() -> None:
+    src = expand_sources([str(FIXTURES / "accesslogs" / "apache_logs_8890-8910")])[0]
+    (b,) = list(read_batches(src))
+    parsed = AccessLogParser().parse(b.lines, b.first_line)
+    assert [b.first_line + int(i) for i in parsed.rejected] == [10]
+    assert parsed.table.num_rows == 20
+
+
+def test_edge_cases() -> None:
+    rows, bad = parse(
+        '2001:db8::7 - frank [10/Oct/2000:13:55:36 -0700] "GET /a\\"b HTTP/1.0" 200 - '
+        '"-" "agent \\"x\\""\n'
+        '10.0.0.1 - - [10/Oct/2000:13:55:36 +0530] "GET / HTTP/1.0" 304 0\n'
+        "\n"
+        'not a log line\n'
+        '999.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.0" 200 1 "-" "-"\n'
+        '10.0.0.2 - - [99/Foo/2000:13:55:36 +0000] "GET / HTTP/1.0" 200 1 "-" "-"\r\n'
+    )
+    assert bad == [3, 4, 5]
+    a, b = rows
+    assert a["user"] == "frank" and a["size"] is None and a["referer"] is None
+    assert a["request"] == 'GET /a\\"b HTTP/1.0' and a["agent"] == 'agent \\"x\\"'
+    assert a["ts"].timestamp() == 971186136.0 + 7 * 3600
+    assert b["referer"] is None and b["agent"] is None and b["status"] == 304
+    assert b["ts"].timestamp() == 971186136.0 - 5.5 * 3600
+
+
+def test_schema_types() -> None:
+    schema = AccessLogParser().schema
+    assert schema.field("ip").type == pa.binary(16)
+    assert schema.field("status").type == pa.uint16()
