@@ -33,6 +33,20 @@ class BadRequest(QuarryError):
     error = "bad request"
 
 
+class BadConfig(BadRequest):
+    """A configuration file that cannot be used; the detail names the file and the key."""
+
+    error = "bad config"
+
+
+class BadUpstream(QuarryError):
+    """A remote API answered with something that is not what its contract says."""
+
+    status = 502
+    exit_code = 9
+    error = "bad upstream answer"
+
+
 class NotFound(QuarryError):
     status = 404
     exit_code = 3
