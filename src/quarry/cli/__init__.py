@@ -6,12 +6,12 @@ from typing import Any
 
 import typer
 
-from quarry.cli import lines
+from quarry.cli import api, lines, stats
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Quarry: serve big, immutable, versioned datasets fast.")
 
-for module in (lines,):
+for module in (lines, api, stats):
     module.register(app)
 
 

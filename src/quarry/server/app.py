@@ -13,11 +13,11 @@ from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError
 from quarry.server.hotpath import HotRoutes
 from quarry.server.responses import error_body
-from quarry.server.routes import datasets, lines, records
+from quarry.server.routes import datasets, lines, records, stats
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched.
-ROUTES = (lines, records, datasets)  # datasets last: its /datasets/{name} is a catch-all
+ROUTES = (lines, records, stats, datasets)  # datasets last: its /datasets/{name} is a catch-all
 
 
 class QuarryApp:
