@@ -78,6 +78,9 @@ def register(app: typer.Typer) -> None:
         rate_limit: RateOpt = None, pool: PoolOpt = None, first_id: FirstOpt = None,
         last_id: LastOpt = None, page_size: PageOpt = None, timeout: TimeoutOpt = None,
         retries: RetriesOpt = None,
+        flush_rows: Annotated[int, typer.Option(
+            "--flush-rows", min=1, help="Checkpoint each range every this many items.")]
+            = 50_000,
         restart: Annotated[bool, typer.Option(
             "--restart", help="Drop the checkpoints of an earlier run of this fetch.")] = False,
         message: Annotated[str, typer.Option("--message", "-m")] = "",
@@ -96,7 +99,8 @@ def register(app: typer.Typer) -> None:
                                     retries=retries)
             with fetch_progress(settings) as (advance, started):
                 res = ingest_api(Store(data), name, settings, progress=advance,
-                                 restart=restart, message=message, on_start=started)
+                                 restart=restart, message=message, on_start=started,
+                                 flush_rows=flush_rows)
             what = "new version" if res.commit.created else "unchanged, no new version"
             out.print(f"{name}: {what} {res.commit.version[:12]} ({res.items} items; "
                       f"{summary(res.fetch)})", highlight=False)
