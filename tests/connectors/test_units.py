@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ PAGES = FIXTURES / "foodstats"
 def test_ranges_cover_each_id_once(begin: int, size: int, n: int) -> None:
     ranges = split(begin, begin + size, n)
     assert ranges[0].begin == begin and ranges[-1].end == begin + size
-    for a, b in zip(ranges, ranges[1:], strict=False):
+    for a, b in itertools.pairwise(ranges):
         assert a.end == b.begin
     sizes = [r.size or 0 for r in ranges]
     assert max(sizes) - min(sizes) <= 1 and sum(sizes) == size
