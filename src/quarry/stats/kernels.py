@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quarry.errors import BadRequest
+from quarry.formats.ipaddr import format_ip
 from quarry.stats import hll
 from quarry.stats.request import Aggregate
 
@@ -38,7 +39,12 @@ def _is_int(t: pa.DataType) -> bool:
 
 
 def _json_value(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, bytes):
+        # 16-byte values are addresses (the records' ip column); other bytes as text.
+        return format_ip(v) if len(v) == 16 else v.decode("utf-8", "replace")
+    return v
 
 
 # -- value counts (top_k, group_count, histogram) ------------------------------------------
@@ -243,7 +249,7 @@ class Moments:
             return cls(0, None, None, 0 if _numeric(arr.type) else None)
         mm = pc.min_max(arr)
         total = pc.sum(arr).as_py() if _numeric(arr.type) else None
-        return cls(count, mm["min"].as_py(), mm["max"].as_py(), total)
+        return cls(count, _json_value(mm["min"].as_py()), _json_value(mm["max"].as_py()), total)
 
     def merge(self, other: Moments) -> Moments:
         if other.count == 0:
