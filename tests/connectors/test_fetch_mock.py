@@ -180,3 +180,25 @@ def test_killed_run_resumes(tmp_path: Path) -> None:
         assert mock_stats(url)["requests"] - killed_at < 210
     store = Store(data)
     assert stored_ids(store, "food") == [it["id"] for it in oracle()]
+
+
+def test_streaming_stats_resume_after_a_bad_page(store: Store) -> None:
+    items = oracle()
+    req = StatsRequest.parse({"aggregates": ["count", "top_k:food_id:20",
+                                             "distinct_count:food__category_id",
+                                             "distinct_count:food_id:approx"]})
+    with mock("--faults", "garbage@40") as url:
+        s = settings(url, pool=3, results_per_page=10)
+        with pytest.raises(BadUpstream):
+            stats_api(s, req, store=store, flush_rows=10)
+    with mock() as url2:
+        out, report = stats_api(s, req, store=store, flush_rows=10,
+                                transport=_redirect(url, url2))
+        second_run = mock_stats(url2)["requests"]
+    assert report.resumed and second_run < 200
+    r = out["results"]
+    assert r["count"] == out["items"] == 2000
+    assert r["top_k(food_id,20)"]["top"] == top(items, "food_id", 20)
+    assert r["distinct_count(food__category_id)"] == len({it["food__category_id"]
+                                                          for it in items})
+    assert not list((store.root / "checkpoints").rglob("*.bin"))

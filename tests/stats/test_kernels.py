@@ -93,7 +93,8 @@ def test_text_stats_match_oracle(values: list[str | None], cuts: list[int]) -> N
 @given(st.lists(st.integers(0, 10_000), max_size=200),
        st.lists(st.integers(0, 200), max_size=4), st.sampled_from([1, 60, 3600]))
 def test_histogram_of_timestamps(seconds: list[int], cuts: list[int], bucket: int) -> None:
-    values = [s * 1_000_000 + 123 for s in seconds]
+    values: list[int | None] = [s * 1_000_000 + 123 for s in seconds]
+    values.append(None)  # nulls fall in no bucket
     got = compute(values, cuts, [f"histogram:v:{bucket}"], pa.timestamp("us", tz="UTC"))
     want = sorted(Counter(s // bucket * bucket for s in seconds).items())
     assert got[f"histogram(v,{bucket})"] == [[b, n] for b, n in want]

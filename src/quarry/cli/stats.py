@@ -116,10 +116,20 @@ def register(app: typer.Typer) -> None:
         rate_limit: RateOpt = None, pool: PoolOpt = None, first_id: FirstOpt = None,
         last_id: LastOpt = None, page_size: PageOpt = None, timeout: TimeoutOpt = None,
         retries: RetriesOpt = None,
+        flush_rows: Annotated[int, typer.Option(
+            "--flush-rows", min=1, help="Checkpoint each range every this many items.")]
+            = 50_000,
+        restart: Annotated[bool, typer.Option(
+            "--restart", help="Drop the checkpoints of an earlier run.")] = False,
+        checkpoints: Annotated[bool, typer.Option(
+            "--checkpoints/--no-checkpoints",
+            help="Keep checkpoints in the data folder, so a stopped run resumes.")] = True,
+        data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Statistics of a paged API's items, computed while fetching (the items are not
         kept). Without --agg: count, top 100 food_id, top 10 food__category_id."""
         from quarry.connectors.api_ingest import stats_api
+        from quarry.store import Store
 
         with errors():
             req = build_request(agg, where, DEFAULT_API_STATS)
@@ -127,8 +137,11 @@ def register(app: typer.Typer) -> None:
                                     first_id=first_id, last_id=last_id,
                                     results_per_page=page_size, timeout=timeout,
                                     retries=retries)
-            with fetch_progress(settings) as (advance, _):
-                result, report = stats_api(settings, req, progress=advance)
+            store = Store(data) if checkpoints else None
+            with fetch_progress(settings) as (advance, started):
+                result, report = stats_api(settings, req, store=store, progress=advance,
+                                           restart=restart, on_start=started,
+                                           flush_rows=flush_rows)
             err.print(summary(report), highlight=False)
             _print(result)
 

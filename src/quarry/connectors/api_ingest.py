@@ -8,9 +8,9 @@ is committed unless every range finished, so a failed or stopped fetch leaves no
 only checkpoints that the next run resumes from.
 
 ``stats_api`` keeps only statistics: each flush is reduced to partials and merged into the
-running totals at once, so memory holds the totals, never the items. It does not resume: a
-stopped run starts over (its partial totals would have to be stored; ingest the items
-instead when that matters).
+running totals at once, so memory holds the totals (and each range's own), never the items.
+With a store for its checkpoints it resumes too: each range's checkpoint names a blob of that
+range's partials so far (``stats.codec``), replaced at every flush.
 """
 
 from __future__ import annotations
@@ -28,12 +28,17 @@ from quarry.connectors.settings import ApiSettings
 from quarry.datasets.records import make_snapshot
 from quarry.datasets.records_ingest import DEFAULT_CHUNK_ROWS, ChunkWriter
 from quarry.errors import BadUpstream
+from quarry.stats import codec
 from quarry.stats.execute import Accumulator
+from quarry.stats.kernels import Partial, merge
 from quarry.stats.request import StatsRequest
 from quarry.store import CommitResult, Store
 from quarry.store.refs import check_dataset_name
 
 FORMAT = "api"
+# Checkpoints of streaming statistics live beside the datasets' under a name no dataset can
+# take ('@' is reserved).
+STATS_CHECKPOINTS = "@stats"
 
 
 def items_table(items: list[dict[str, Any]], where: str) -> pa.Table:
@@ -45,6 +50,8 @@ def items_table(items: list[dict[str, Any]], where: str) -> pa.Table:
 
 class PartSink:
     """Writes each flush of items as an Arrow IPC blob (a part) and returns its id."""
+
+    cumulative = False
 
     def __init__(self, store: Store, where: str) -> None:
         self.store = store
@@ -63,13 +70,38 @@ class PartSink:
 
 
 class StatsSink:
-    def __init__(self, acc: Accumulator, where: str) -> None:
+    """Merges each flush into the totals; with checkpoints, also keeps each range's partials
+    so far in the checkpoint folder, so a stopped run can resume."""
+
+    cumulative = True
+
+    def __init__(self, acc: Accumulator, where: str,
+                 checkpoints: Checkpoints | None = None) -> None:
         self.acc = acc
         self.where = where
+        self.checkpoints = checkpoints
+        # Each range's partials so far; a range is flushed by one worker at a time.
+        self.ranges: dict[int, list[Partial]] = {}
+
+    def restore(self, state: RangeState) -> None:
+        """Take up a range's partials from an earlier run."""
+        if self.checkpoints is None or not state.parts:
+            return
+        parts = codec.decode(self.checkpoints.read_file(state.parts[-1]))
+        self.ranges[state.range.index] = parts
+        self.acc.merge(parts)
 
     def flush(self, state: RangeState, items: list[dict[str, Any]]) -> str | None:
-        self.acc.add(items_table(items, self.where))
-        return None
+        parts = self.acc.partials(items_table(items, self.where))
+        self.acc.merge(parts)
+        if self.checkpoints is None:
+            return None
+        i = state.range.index
+        before = self.ranges.get(i)
+        mine = parts if before is None else [merge(a, b) for a, b in
+                                             zip(before, parts, strict=True)]
+        self.ranges[i] = mine
+        return self.checkpoints.write_file(i, codec.encode(mine))
 
 
 def _read_part(store: Store, blob: str) -> pa.Table:
@@ -156,15 +188,34 @@ def ingest_api(store: Store, name: str, settings: ApiSettings, *,
     return IngestResult(report, result, items)
 
 
-def stats_api(settings: ApiSettings, request: StatsRequest, *,
-              progress: ProgressFn | None = None, **fetch_kw: Any
-              ) -> tuple[dict[str, Any], FetchReport]:
-    """Statistics of every item of the id space, computed while fetching."""
+def stats_api(settings: ApiSettings, request: StatsRequest, *, store: Store | None = None,
+              progress: ProgressFn | None = None, restart: bool = False,
+              on_start: Callable[[list[RangeState], bool], None] | None = None,
+              **fetch_kw: Any) -> tuple[dict[str, Any], FetchReport]:
+    """Statistics of every item of the id space, computed while fetching; resumable when a
+    store is given to keep the checkpoints in."""
     acc = Accumulator(request)
     ranges = split(settings.first_id, settings.end_id, settings.pool)
+    cps = None
     states = [RangeState(r, r.begin) for r in ranges]
-    report = fetch(settings, states, StatsSink(acc, settings.url), progress=progress,
-                   **fetch_kw)
-    out = {"results": acc.result(), "items": acc.rows_scanned,
-           "rows_matched": acc.rows_matched}
+    resumed = False
+    if store is not None:
+        fields = {**settings.key_fields(),
+                  "request": [a.name for a in request.aggregates],
+                  "filters": [[f.field, f.op, repr(f.value)] for f in request.filters]}
+        cps = Checkpoints(store, STATS_CHECKPOINTS, "stats", fields)
+        if restart:
+            cps.clear()
+        states, resumed = cps.load(ranges)
+        cps.start()
+    sink = StatsSink(acc, settings.url, cps)
+    for s in states:
+        sink.restore(s)
+    if on_start is not None:
+        on_start(states, resumed)
+    report = fetch(settings, states, sink, checkpoints=cps, progress=progress, **fetch_kw)
+    report.resumed = resumed
+    out = {"results": acc.result(), "items": sum(s.items for s in report.states)}
+    if cps is not None:
+        cps.clear()
     return out, report

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,8 +79,7 @@ class Checkpoints:
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
                     raise Corrupt(f"unreadable checkpoint {path}: {e}; remove the folder "
                                   f"{self.dir} to start over") from None
-                if state.range != r or any(not self.store.blobs.exists(p)
-                                           for p in state.parts):
+                if state.range != r or any(not self.has_part(p) for p in state.parts):
                     raise Corrupt(f"checkpoint {path} does not match this job; remove "
                                   f"{self.dir} to start over")
                 states.append(state)
@@ -98,12 +97,36 @@ class Checkpoints:
         atomic_write_bytes(self._path(state.range.index), orjson.dumps(state.to_json()),
                            self.store.tmp_dir)
 
+    def has_part(self, part: str) -> bool:
+        return self.store.blobs.exists(part) if "." not in part else (self.dir / part).exists()
+
+    def write_file(self, index: int, data: bytes) -> str:
+        """Keep ``data`` in the checkpoint folder (not the blob store: it is private to this
+        job and replaced as the job goes); returns its name, for ``RangeState.parts``."""
+        name = f"range-{index:04d}-{hashlib.sha256(data).hexdigest()[:16]}.bin"
+        atomic_write_bytes(self.dir / name, data, self.store.tmp_dir)
+        return name
+
+    def read_file(self, name: str) -> bytes:
+        return (self.dir / name).read_bytes()
+
+    def drop_files(self, names: Iterable[str]) -> None:
+        for name in names:
+            if "." in name:
+                (self.dir / name).unlink(missing_ok=True)
+
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     @staticmethod
     def advance(state: RangeState, nxt: int | None, items: int, pages: int,
-                last_id: int | None, part: str | None) -> RangeState:
+                last_id: int | None, part: str | None, cumulative: bool = False) -> RangeState:
+        """The state after a flush. A cumulative part (e.g. a range's statistics so far)
+        replaces the earlier ones; otherwise parts accumulate."""
+        if part is None:
+            parts = state.parts
+        else:
+            parts = (part,) if cumulative else (*state.parts, part)
         return dataclasses.replace(
             state, next=nxt, items=state.items + items, pages=state.pages + pages,
-            last_id=last_id, parts=state.parts + ((part,) if part else ()))
+            last_id=last_id, parts=parts)

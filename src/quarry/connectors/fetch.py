@@ -42,6 +42,8 @@ ProgressFn = Callable[[int, int], None]
 
 
 class Sink(Protocol):
+    cumulative: bool  # each part holds everything so far for its range (replaces the last)
+
     def flush(self, state: RangeState, items: list[dict[str, Any]]) -> str | None:
         """Take a range's next items (ascending ids); return the blob id of the persisted
         part, or None when there was nothing to keep. Called from worker threads."""
@@ -148,9 +150,13 @@ class _Fetcher:
                      last_id: int | None) -> RangeState:
         # Sinks convert and write blobs: off the event loop, so the other workers keep going.
         part = await asyncio.to_thread(sink.flush, state, items) if items else None
-        state = Checkpoints.advance(state, nxt, len(items), pages, last_id, part)
+        before = state.parts
+        state = Checkpoints.advance(state, nxt, len(items), pages, last_id, part,
+                                    sink.cumulative)
         if checkpoints is not None:
             await asyncio.to_thread(checkpoints.save, state)
+            # Superseded cumulative parts go once the checkpoint no longer names them.
+            checkpoints.drop_files(p for p in before if p not in state.parts)
         return state
 
 

@@ -281,7 +281,7 @@ def bucket_ids(col: pa.ChunkedArray | pa.Array, bucket: float) -> pa.Array:
     t = arr.type
     if pa.types.is_timestamp(t):
         per_s = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[t.unit]
-        x = np.asarray(arr.cast(pa.int64()).to_numpy(zero_copy_only=False))
+        x = np.asarray(arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False))
         width = bucket * per_s
         if width == int(width):
             ids = np.floor_divide(x, int(width))
@@ -289,10 +289,14 @@ def bucket_ids(col: pa.ChunkedArray | pa.Array, bucket: float) -> pa.Array:
             ids = np.floor(x / width).astype(np.int64)
         return pa.array(ids, mask=np.asarray(arr.is_null().to_numpy(zero_copy_only=False)))
     if _numeric(t):
-        x = np.asarray(arr.cast(pa.float64()).to_numpy(zero_copy_only=False))
-        with np.errstate(invalid="ignore"):
-            ids = np.floor(x / bucket)
-        return pa.array(ids.astype(np.int64), mask=np.isnan(ids))
+        nulls = np.asarray(arr.is_null().to_numpy(zero_copy_only=False))
+        if pa.types.is_integer(t) and float(bucket).is_integer():
+            x = np.asarray(arr.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False))
+            return pa.array(np.floor_divide(x, int(bucket)), mask=nulls)
+        x = np.asarray(arr.fill_null(0).cast(pa.float64()).to_numpy(zero_copy_only=False))
+        ids = np.floor(x / bucket)
+        bad = nulls | ~np.isfinite(ids)
+        return pa.array(np.where(bad, 0, ids).astype(np.int64), mask=bad)
     raise BadRequest(f"histogram needs a time or number field; {t} is neither")
 
 
