@@ -341,6 +341,7 @@ def finalize(agg: Aggregate, p: Partial) -> Any:
     if agg.op == "top_k":
         return p.top_k(agg.k)
     if agg.op == "histogram":
-        pairs = sorted(p.groups(), key=lambda x: (x[0] is None, x[0] or 0))
-        return [[None if v is None else _bucket_start(v, agg.bucket), c] for v, c in pairs]
+        # Rows without a value fall in no bucket.
+        pairs = sorted(x for x in p.groups() if x[0] is not None)
+        return [[_bucket_start(v, agg.bucket), c] for v, c in pairs]
     return p.groups()
