@@ -74,7 +74,7 @@ def test_queries_match_oracle(rows: list[Row], data: st.DataObject) -> None:
     want = oracle(rows, ips, s, e)
 
     page = iplog.find_page(view, FindQuery(ip_list(ips), w))
-    got = list(zip(page.hits.ip_text().to_pylist(), map(str, page.hits.seconds().tolist()),
+    got = list(zip(page.hits.ip_list(), map(str, page.hits.seconds().tolist()),
                    strict=True))
     assert got == want
 
@@ -87,7 +87,7 @@ def test_queries_match_oracle(rows: list[Row], data: st.DataObject) -> None:
 
         q = FindQuery(ip_list(ips), w, limit, Cursor.decode(cursor) if cursor else None)
         p = iplog.find_page(view, q)
-        paged += list(zip(p.hits.ip_text().to_pylist(), map(str, p.hits.seconds().tolist()),
+        paged += list(zip(p.hits.ip_list(), map(str, p.hits.seconds().tolist()),
                           strict=True))
         cursor = p.next_cursor
         if cursor is None:

@@ -6,12 +6,13 @@ from typing import Any
 
 import typer
 
-from quarry.cli import api, lines, stats
+from quarry.cli import api, find, ingest, lines, stats
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Quarry: serve big, immutable, versioned datasets fast.")
 
-for module in (lines, api, stats):
+# ingest before api: api adds its subcommand to the ``ingest`` group.
+for module in (lines, ingest, find, api, stats):
     module.register(app)
 
 

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out
+from quarry.cli.ingest import ingest_app
 from quarry.config import load_config
 from quarry.connectors.checkpoint import RangeState
 from quarry.connectors.fetch import FetchReport
@@ -68,10 +69,7 @@ def summary(report: FetchReport) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    ingest = typer.Typer(no_args_is_help=True, help="Fetch data from outside into a dataset.")
-    app.add_typer(ingest, name="ingest")
-
-    @ingest.command("api")
+    @ingest_app.command("api")
     def ingest_api_cmd(
         name: Annotated[str, typer.Argument(help="Dataset to write (records).")],
         url: UrlOpt = None, config: ConfigOpt = None, env: EnvOpt = None,

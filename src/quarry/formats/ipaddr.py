@@ -19,8 +19,65 @@ from quarry.errors import BadRequest
 
 IP_TYPE = pa.binary(16)
 V4_PREFIX = 0xFFFF << 32  # the low 64 bits of ::ffff:0.0.0.0
-_V4 = r"^(?P<a>\d{1,3})\.(?P<b>\d{1,3})\.(?P<c>\d{1,3})\.(?P<d>\d{1,3})$"
+_V4 = r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def string_parts(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The value bytes and the ``n + 1`` offsets of a string/binary array, zero copy."""
+    _, offsets_buf, data_buf = strings.buffers()
+    offs = np.frombuffer(offsets_buf, dtype=np.int32)[strings.offset:
+                                                      strings.offset + len(strings) + 1]
+    data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
+            else np.zeros(0, dtype=np.uint8))
+    return data, offs
+
+
+def _split_v4(strings: pa.Array) -> np.ndarray | None:
+    """uint32 addresses if every string is a dotted quad, else None (all or nothing)."""
+    parts = pc.split_pattern(strings, ".")
+    if not (pc.list_value_length(parts).to_numpy(zero_copy_only=False) == 4).all():
+        return None
+    try:
+        o = pc.cast(pc.list_flatten(parts), pa.uint16()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    o = o.reshape(-1, 4).astype(np.uint32)
+    if (o > 255).any():
+        return None
+    out: np.ndarray = (o[:, 0] << 24) | (o[:, 1] << 16) | (o[:, 2] << 8) | o[:, 3]
+    return out
+
+
+def parse_ipv4(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Dotted quads to uint32 and a validity mask.
+
+    Arrow's split and cast kernels do the work, several times faster than a capturing regex;
+    when a batch holds anything else (IPv6, ``-``, garbage), a regex match first picks out
+    the rows that are dotted quads.
+    """
+    n = len(strings)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=bool)
+    strings = pc.fill_null(strings, "")
+    fast = _split_v4(strings)
+    if fast is not None:
+        return fast, np.ones(n, dtype=bool)
+    valid = pc.match_substring_regex(strings, _V4).to_numpy(zero_copy_only=False).copy()
+    value = np.zeros(n, dtype=np.uint32)
+    rows = np.flatnonzero(valid)
+    if len(rows):
+        sub = _split_v4(strings.take(pa.array(rows)))
+        if sub is None:  # only octets over 255 can get here
+            octets = pc.cast(pc.list_flatten(pc.split_pattern(
+                strings.take(pa.array(rows)), ".")), pa.uint16()).to_numpy(
+                zero_copy_only=False).reshape(-1, 4).astype(np.uint32)
+            ok = (octets <= 255).all(axis=1)
+            valid[rows[~ok]] = False
+            rows, octets = rows[ok], octets[ok]
+            sub = (octets[:, 0] << 24) | (octets[:, 1] << 16) | (octets[:, 2] << 8) | octets[:, 3]
+        value[rows] = sub
+    return value, valid
 
 
 def parse_ips(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -30,27 +87,20 @@ def parse_ips(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if n == 0:
         return out, np.zeros(0, dtype=bool)
     strings = strings.cast(pa.string())
-    parts = pc.extract_regex(strings, _V4)
-    valid4 = parts.is_valid().to_numpy(zero_copy_only=False)
-    v4 = np.zeros(n, dtype=np.uint32)
-    for i, name in enumerate("abcd"):
-        child = parts.field(name)
-        digits = pc.if_else(parts.is_valid(), pc.fill_null(child, "0"), pa.scalar("0", child.type))
-        octet = pc.cast(digits, pa.uint16())
-        o = octet.to_numpy(zero_copy_only=False).astype(np.uint32)
-        valid4 &= o <= 255
-        v4 |= (o & 0xFF) << np.uint32(24 - 8 * i)
+    v4, valid4 = parse_ipv4(strings)
     out[:, 10] = 0xFF
     out[:, 11] = 0xFF
     out[:, 12:] = v4.astype(">u4").view(np.uint8).reshape(n, 4)
     valid = valid4.copy()
     # Only rows that may be IPv6 take the slow path.
-    colon = pc.fill_null(pc.match_substring(strings, ":"), False).to_numpy(zero_copy_only=False)
-    for j in np.flatnonzero(colon & ~valid4):
-        packed = _parse_v6(strings[int(j)].as_py())
-        if packed is not None:
-            out[j] = np.frombuffer(packed, dtype=np.uint8)
-            valid[j] = True
+    maybe6 = np.flatnonzero(~valid4)
+    if len(maybe6):
+        colon = pc.fill_null(pc.match_substring(strings.take(pa.array(maybe6)), ":"), False)
+        for j in maybe6[colon.to_numpy(zero_copy_only=False)]:
+            packed = _parse_v6(strings[int(j)].as_py())
+            if packed is not None:
+                out[j] = np.frombuffer(packed, dtype=np.uint8)
+                valid[j] = True
     out[~valid] = 0
     return out, valid
 

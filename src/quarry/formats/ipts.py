@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
-from quarry.formats.ipaddr import parse_ips
+from quarry.formats.ipaddr import parse_ips, parse_ipv4, string_parts
 from quarry.formats.records import IP_FIELD, TS_FIELD, Parsed, blank_mask, group
 
 _LINE = (r"^[ \t]*(?P<ip>[0-9A-Fa-f:.%\[\]a-zA-Z_-]+)[ \t]*,[ \t]*"
@@ -14,6 +15,11 @@ _LINE = (r"^[ \t]*(?P<ip>[0-9A-Fa-f:.%\[\]a-zA-Z_-]+)[ \t]*,[ \t]*"
 _HEADER = r"^[ \t]*\"?ip\"?[ \t]*,[ \t]*\"?(?:ts|timestamp|time)\"?[ \t]*\r?\n?$"
 # Beyond ±2^53 µs a float no longer holds every microsecond; also keeps int64 safe.
 MAX_SECONDS = 9.0e9
+_CSV_READ = pacsv.ReadOptions(column_names=["ip", "ts"], use_threads=False,
+                              block_size=64 << 20)
+_CSV_PARSE = pacsv.ParseOptions(quote_char=False, ignore_empty_lines=False)
+_CSV_CONVERT = pacsv.ConvertOptions(column_types={"ip": pa.string(), "ts": pa.float64()},
+                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
 
 
 class IpTsParser:
@@ -21,6 +27,40 @@ class IpTsParser:
     schema = pa.schema([IP_FIELD, TS_FIELD])
 
     def parse(self, lines: pa.BinaryArray, first_line: int) -> Parsed:
+        fast = self._parse_clean(lines)
+        return fast if fast is not None else self._parse_any(lines, first_line)
+
+    def _parse_clean(self, lines: pa.BinaryArray) -> Parsed | None:
+        """Arrow's CSV reader plus a numpy IPv4 parser: several times faster than the regex,
+        but all or nothing; any surprise in the batch (a header, a blank or malformed line,
+        IPv6) returns None and the batch takes the general path."""
+        n = len(lines)
+        if n == 0:
+            return None
+        data, offs = string_parts(lines)
+        block = pa.py_buffer(data[int(offs[0]):int(offs[-1])])
+        try:
+            t = pacsv.read_csv(pa.BufferReader(block), read_options=_CSV_READ,
+                               parse_options=_CSV_PARSE, convert_options=_CSV_CONVERT)
+            if t.num_rows != n:
+                return None
+            secs = t.column("ts").to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        v4, ok = parse_ipv4(t.column("ip").combine_chunks())
+        if not ok.all() or not (np.abs(secs) < MAX_SECONDS).all():
+            return None
+        ips = np.zeros((n, 16), dtype=np.uint8)
+        ips[:, 10:12] = 0xFF
+        ips[:, 12:] = v4.astype(">u4").view(np.uint8).reshape(n, 4)
+        table = pa.table({
+            "ip": pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n,
+                                                       [None, pa.py_buffer(ips)]),
+            "ts": pa.array(np.rint(secs * 1e6).astype(np.int64)).cast(TS_FIELD.type),
+        }, schema=self.schema)
+        return Parsed(table, np.zeros(0, dtype=np.int64))
+
+    def _parse_any(self, lines: pa.BinaryArray, first_line: int) -> Parsed:
         n = len(lines)
         st = pc.extract_regex(lines, _LINE)
         ok = st.is_valid().to_numpy(zero_copy_only=False).copy()

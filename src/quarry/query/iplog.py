@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from quarry.datasets.records import Chunk, RecordsView
 from quarry.errors import BadRequest
-from quarry.formats.ipaddr import format_ips, halves, keys32
+from quarry.formats.ipaddr import format_ip, halves, keys32
 from quarry.index.ip_index import IpIndex
 from quarry.index.zonemap import overlaps
 from quarry.query.model import (
@@ -31,12 +31,14 @@ V4_LO = np.uint64(0xFFFF << 32)
 
 @dataclass(frozen=True)
 class Hits:
-    """Matching records in order: times (µs), chunk positions, rows, addresses."""
+    """Matching records in order: times (µs), chunk positions, rows, and for each the index
+    of its address among the query's ``ips``."""
 
     ts: np.ndarray
     chunk: np.ndarray
     row: np.ndarray
-    ip: np.ndarray  # (n, 16) uint8
+    qi: np.ndarray
+    ips: tuple[bytes, ...]
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -45,13 +47,30 @@ class Hits:
         """``n`` hits from ``start``."""
         end = start + n
         return Hits(self.ts[start:end], self.chunk[start:end], self.row[start:end],
-                    self.ip[start:end])
+                    self.qi[start:end], self.ips)
 
-    def ip_text(self) -> pa.Array:
-        return format_ips(self.ip)
+    def take(self, idx: np.ndarray) -> Hits:
+        return Hits(self.ts[idx], self.chunk[idx], self.row[idx], self.qi[idx], self.ips)
+
+    def _names(self) -> tuple[np.ndarray, np.ndarray]:
+        """Text of the addresses that occur (only those are formatted), and each hit's."""
+        used, inverse = np.unique(self.qi, return_inverse=True)
+        return np.array([format_ip(self.ips[int(u)]) for u in used], dtype=object), inverse
+
+    def ip_list(self) -> list[str]:
+        names, inverse = self._names()
+        out: list[str] = names[inverse].tolist()
+        return out
 
     def seconds(self) -> np.ndarray:
         return self.ts / 1e6
+
+    def to_arrow(self) -> pa.Table:
+        """Columnar ``ip`` (dictionary-encoded: few distinct) and ``ts`` (POSIX seconds)."""
+        names, inverse = self._names()
+        ip = pa.DictionaryArray.from_arrays(pa.array(inverse, pa.int32()),
+                                            pa.array(names.tolist(), pa.string()))
+        return pa.table({"ip": ip, "ts": pa.array(self.seconds(), pa.float64())})
 
     def cursor(self, version: str) -> Cursor:
         return Cursor(version, int(self.ts[-1]), int(self.chunk[-1]), int(self.row[-1]))
@@ -70,33 +89,26 @@ class _Probe:
         arr = np.frombuffer(b"".join(ips), dtype=np.uint8).reshape(-1, 16)
         self.ips = arr
         self.keys, self.v4 = keys32(arr)
-        self.hi, self.lo = halves(arr)
+        self.v4_idx = np.flatnonzero(self.v4)
+        self.ip_bytes = ips
 
-    def rows(self, chunk: Chunk, r0: int, r1: int) -> np.ndarray:
-        """Rows in ``[r0, r1)`` of ``chunk`` holding one of the addresses, ascending."""
+    def rows(self, chunk: Chunk, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows in ``[r0, r1)`` of ``chunk`` holding one of the addresses, ascending, and the
+        index of the query address each holds."""
         idx: IpIndex = chunk.index
-        keys = self.keys[self.v4] if chunk.info.exact else self.keys
-        if len(keys) == 0:
-            return np.zeros(0, dtype=np.int64)
-        lo, hi = idx.ranges(keys, r0, r1)
+        owners = self.v4_idx if chunk.info.exact else np.arange(len(self.keys))
+        if len(owners) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        lo, hi = idx.ranges(self.keys[owners], r0, r1)
         rows = idx.rows(lo, hi)
+        qi = np.repeat(owners, hi - lo)
         if not chunk.info.exact and len(rows):
-            rows = rows[self.verify(chunk.ip[rows])]
-        rows.sort()
-        return rows
-
-    def verify(self, cand: np.ndarray) -> np.ndarray:
-        """Which candidate addresses really are among the query's (hash keys may collide)."""
-        ch, cl = halves(cand)
-        order = np.lexsort((self.lo, self.hi))
-        qh, ql = self.hi[order], self.lo[order]
-        pos = np.searchsorted(qh, ch, "left")
-        ok = np.zeros(len(cand), dtype=bool)
-        # Few distinct high halves in practice; walk the equal-high run for each candidate.
-        end = np.searchsorted(qh, ch, "right")
-        for i in np.flatnonzero(end > pos):
-            ok[i] = bool(np.any(ql[pos[i]:end[i]] == cl[i]))
-        return ok
+            # A 32-bit key may be an IPv6 hash shared by other addresses: check the bytes.
+            ok = (chunk.ip[rows] == self.ips[qi]).all(axis=1)
+            rows, qi = rows[ok], qi[ok]
+        # One sort of (row, owner) packed into int64: cheaper than an argsort and two takes.
+        packed = np.sort((rows << 16) | qi)
+        return packed >> 16, packed & 0xFFFF
 
 
 def _groups(view: RecordsView, w: Window) -> Iterator[list[Chunk]]:
@@ -116,25 +128,25 @@ def _groups(view: RecordsView, w: Window) -> Iterator[list[Chunk]]:
         yield group
 
 
-def _merge(parts: list[tuple[Chunk, np.ndarray]]) -> Hits:
+def _merge(parts: list[tuple[Chunk, np.ndarray, np.ndarray]], ips: tuple[bytes, ...]) -> Hits:
     if not parts:
         z = np.zeros(0, dtype=np.int64)
-        return Hits(z, z, z, np.zeros((0, 16), dtype=np.uint8))
-    ts = np.concatenate([c.ts[r] for c, r in parts])
-    pos = np.concatenate([np.full(len(r), c.position, dtype=np.int64) for c, r in parts])
-    row = np.concatenate([r for _, r in parts])
-    ip = np.concatenate([c.ip[r] for c, r in parts])
+        return Hits(z, z, z, z, ips)
+    ts = np.concatenate([c.ts[r] for c, r, _ in parts])
+    pos = np.concatenate([np.full(len(r), c.position, dtype=np.int64) for c, r, _ in parts])
+    row = np.concatenate([r for _, r, _ in parts])
+    qi = np.concatenate([q for _, _, q in parts])
+    hits = Hits(ts, pos, row, qi, ips)
     if len(parts) > 1:
-        order = np.lexsort((row, pos, ts))
-        ts, pos, row, ip = ts[order], pos[order], row[order], ip[order]
-    return Hits(ts, pos, row, ip)
+        hits = hits.take(np.lexsort((row, pos, ts)))
+    return hits
 
 
 def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
     """All records of the query's addresses in its window, in order, group by group."""
-    probe = _Probe(q.ips)
     if not q.ips:
         return
+    probe = _Probe(q.ips)
     w = q.window
     cur = q.cursor
     if cur is not None:
@@ -147,15 +159,14 @@ def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
         for c in group:
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 > r0:
-                rows = probe.rows(c, r0, r1)
+                rows, qi = probe.rows(c, r0, r1)
                 if len(rows):
-                    parts.append((c, rows))
-        hits = _merge(parts)
+                    parts.append((c, rows, qi))
+        hits = _merge(parts, probe.ip_bytes)
         if cur is not None and len(hits):
             after = (hits.ts > cur.ts) | ((hits.ts == cur.ts) & (
                 (hits.chunk > cur.chunk) | ((hits.chunk == cur.chunk) & (hits.row > cur.row))))
-            keep = np.flatnonzero(after)
-            hits = Hits(hits.ts[keep], hits.chunk[keep], hits.row[keep], hits.ip[keep])
+            hits = hits.take(np.flatnonzero(after))
         if len(hits):
             yield hits
 
@@ -169,8 +180,12 @@ def find_page(view: RecordsView, q: FindQuery) -> FindPage:
         n += len(hits)
         if n > q.limit:
             break
-    merged = Hits(*(np.concatenate(x) for x in zip(*((h.ts, h.chunk, h.row, h.ip) for h in got),
-                                                   strict=True))) if got else _merge([])
+    if not got:
+        return FindPage(_merge([], q.ips), None)
+    merged = got[0] if len(got) == 1 else Hits(
+        np.concatenate([h.ts for h in got]), np.concatenate([h.chunk for h in got]),
+        np.concatenate([h.row for h in got]), np.concatenate([h.qi for h in got]),
+        got[0].ips)
     if len(merged) > q.limit:
         page = merged.slice(q.limit)
         return FindPage(page, page.cursor(view.version).encode())
@@ -227,11 +242,11 @@ def visits(view: RecordsView, q: VisitsQuery) -> Visits:
         for c in group:
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 > r0:
-                rows = probe.rows(c, r0, r1)
+                rows, qi = probe.rows(c, r0, r1)
                 if len(rows):
-                    chunk_hits.append((c, rows))
+                    chunk_hits.append((c, rows, qi))
         if chunk_hits:
-            parts.append(_merge(chunk_hits).ts)
+            parts.append(_merge(chunk_hits, probe.ip_bytes).ts)
     ts = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     buckets = None
     if q.bucket_s:

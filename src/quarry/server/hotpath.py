@@ -11,6 +11,7 @@ from __future__ import annotations
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
 from quarry.errors import NotFound, QuarryError
+from quarry.server.hot_records import CompatDataset, HotRecords
 from quarry.server.responses import JSON, TEXT, error_body, raw_response
 
 HOT_MAX_LINE = 256 << 10
@@ -23,10 +24,14 @@ class HotRoutes:
         self.engine = engine
         self.default_dataset = default_dataset
         self.index_base = index_base
+        self.compat = CompatDataset(engine, default_dataset)
+        self.records = HotRecords(engine, self.compat)
 
     def respond(self, method: bytes, url: bytes) -> bytes | None:
         if method != b"GET" or b"?" in url or b"%" in url:
             return None
+        if b"/find/" in url:  # "find" is a reserved segment: never part of a dataset name
+            return self.records.respond(url)
         if url.startswith(_LINES):
             raw = url[7:]
             name = self.default_dataset

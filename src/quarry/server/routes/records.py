@@ -14,17 +14,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from quarry.datasets.records import KIND
 from quarry.engine import Engine
-from quarry.errors import BadRequest, NotFound, PayloadTooLarge
-from quarry.formats.ipaddr import format_ips, parse_ip
+from quarry.errors import BadRequest, PayloadTooLarge
+from quarry.formats.ipaddr import format_ips
 from quarry.query import iplog
 from quarry.query.model import (
     DEFAULT_LIMIT,
     Cursor,
     DistinctQuery,
     FindQuery,
-    MembershipQuery,
     VisitsQuery,
     Window,
     check_limit,
@@ -32,6 +30,7 @@ from quarry.query.model import (
     parse_compat_ips,
     window,
 )
+from quarry.server.hot_records import CompatDataset, member_body
 from quarry.server.settings import ServeSettings
 
 JSON = "application/json"
@@ -102,7 +101,7 @@ def _window_json(w: Window) -> dict[str, float | None]:
 
 
 def _records(hits: iplog.Hits) -> list[dict[str, Any]]:
-    return [{"ip": i, "ts": t} for i, t in zip(hits.ip_text().to_pylist(),
+    return [{"ip": i, "ts": t} for i, t in zip(hits.ip_list(),
                                                  hits.seconds().tolist(), strict=True)]
 
 
@@ -119,19 +118,9 @@ def _ndjson(batches: Iterator[iplog.Hits], limit: int | None) -> Iterator[bytes]
             return
 
 
-def _compat_dataset(engine: Engine, settings: ServeSettings) -> str:
-    if settings.default_dataset is not None:
-        return settings.default_dataset
-    names = [n for n in engine.store.datasets()
-             if engine.store.snapshot(engine.store.require_head(n)).kind == KIND]
-    if len(names) != 1:
-        raise NotFound("/find/... needs one records dataset: serve with --default NAME, or use "
-                       "/datasets/<name>/find/[ip1,ip2]/<start>/<end>/"
-                       + (f" (there are {len(names)})" if names else " (there are none)"))
-    return names[0]
-
-
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    compat_dataset = CompatDataset(engine, settings.default_dataset)
+
     def compat(dataset: str, ips: str, start: str, end: str) -> Response:
         view = engine.records(dataset)
         q = FindQuery(ip_list(parse_compat_ips(ips)), window(start, end),
@@ -140,15 +129,25 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         if page.next_cursor is not None:
             raise PayloadTooLarge(f"more than {COMPAT_MAX_RECORDS} records match; page through "
                                   f"them with /datasets/{dataset}/find?cursor=...")
-        pairs = list(zip(page.hits.ip_text().to_pylist(), page.hits.seconds().tolist(),
+        pairs = list(zip(page.hits.ip_list(), page.hits.seconds().tolist(),
                          strict=True))
         return _json(pairs)
 
+    # Each compat route also without its trailing slash: the catch-all /datasets/{name}
+    # would otherwise take it before any slash redirect.
+    @api.get("/find/{ips}/{start}/{end}", include_in_schema=False)
     @api.get("/find/{ips}/{start}/{end}/", tags=["records"],
              summary="The original access-log index route: [[ip, ts], ...] sorted by time")
     async def find_compat(ips: str, start: str, end: str) -> Response:
-        return await run_in_threadpool(compat, _compat_dataset(engine, settings), ips, start, end)
+        return await run_in_threadpool(compat, compat_dataset.name(), ips, start, end)
 
+    @api.get("/datasets/{name:path}/find/member/{ips}/{start}/{end}", include_in_schema=False)
+    @api.get("/datasets/{name:path}/find/member/{ips}/{start}/{end}/", tags=["records"],
+             summary="Membership in the original route's shape: {ip: true/false}")
+    async def member_compat(name: str, ips: str, start: str, end: str) -> Response:
+        return _json(member_body(engine.records(name), parse_compat_ips(ips), start, end))
+
+    @api.get("/datasets/{name:path}/find/{ips}/{start}/{end}", include_in_schema=False)
     @api.get("/datasets/{name:path}/find/{ips}/{start}/{end}/", tags=["records"],
              summary="The original route on a named dataset")
     async def find_compat_named(name: str, ips: str, start: str, end: str) -> Response:
@@ -160,13 +159,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         p = await _params(request)
         raw = _ips(p)
         view = engine.records(name, p.get("version"))
-        ips = ip_list(raw)
-        w = _window(p)
-        found = iplog.membership(view, MembershipQuery(ips, w))
-        # Answer under the addresses as the client wrote them (duplicates collapse).
-        by_ip = dict(zip(ips, found.tolist(), strict=True))
-        members = {r: by_ip[parse_ip(r)] for r in raw}
-        return _json({"version": view.version, "window": _window_json(w), "members": members})
+        # Answered under the addresses as the client wrote them (duplicates collapse).
+        return _json(member_body(view, raw, p.get("start"), p.get("end")))
 
     def visits(name: str, p: dict[str, Any]) -> Response:
         raw = p.get("ip")

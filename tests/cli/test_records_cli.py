@@ -1,0 +1,83 @@
+import ast
+import csv
+import gzip
+import subprocess
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from quarry.cli import app
+from quarry.formats.dispatcher import chunk_files
+from tests.support import FIXTURES, free_port, quarry_cmd, running
+
+runner = CliRunner()
+IPLOG = FIXTURES / "iplog"
+
+
+def q(data: Path, *args: str, input: bytes | None = None) -> tuple[int, str, str]:
+    r = runner.invoke(app, [*args, "--data", str(data)], input=input)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_ingest_dispatcher_then_find(tmp_path: Path) -> None:
+    code, out, _ = q(tmp_path, "ingest", "dispatcher", "iplog",
+                     str(IPLOG / "stable_metaindex2.json"))
+    assert code == 0 and "20,003 records from 20 source(s)" in out
+    ip, ts = next(csv.reader((IPLOG / "stable_dispatcher" / "stable_1k_0.csv").open()))
+    code, out, _ = q(tmp_path, "find", "records", "iplog", "--ip", ip, "--start", ts,
+                     "--end", ts)
+    assert code == 0 and [orjson.loads(x) for x in out.splitlines()] == [
+        {"ip": ip, "ts": float(ts)}]
+    code, out, _ = q(tmp_path, "find", "member", "iplog", "-i", f"{ip},1.1.1.1")
+    assert orjson.loads(out) == {ip: True, "1.1.1.1": False}
+    code, out, _ = q(tmp_path, "find", "visits", "iplog", ip, "--bucket", "3600")
+    assert orjson.loads(out)["count"] >= 1
+    code, out, _ = q(tmp_path, "find", "ips", "iplog", "-n", "2")
+    assert orjson.loads(out)["distinct"] > 1000
+    code, _, err = q(tmp_path, "find", "records", "iplog", "--ip", "1.2.3")
+    assert code == 2 and "not an IP address" in err
+    code, _, err = q(tmp_path, "find", "records", "iplog", "--ip", ip, "-s", "5", "-e", "1")
+    assert code == 2 and "inverted" in err
+
+
+def test_ingest_logs_rejects_strict_stdin(tmp_path: Path) -> None:
+    log = FIXTURES / "accesslogs" / "apache_logs_8890-8910"
+    rej = tmp_path / "rej.txt"
+    code, out, err = q(tmp_path, "ingest", "logs", "web", str(log), "--rejects", str(rej))
+    assert code == 0 and "20 records" in out
+    assert "skipped 1 malformed line" in err and "apache_logs_8890-8910:10:" in err
+    assert rej.read_bytes() == log.read_bytes().splitlines(keepends=True)[9]
+    code, _, err = q(tmp_path, "ingest", "logs", "web2", str(log), "--strict")
+    assert code == 2 and ":10: malformed" in err
+    data = gzip.compress((IPLOG / "1k.csv").read_bytes())
+    code, out, _ = q(tmp_path, "ingest", "logs", "gz", "-", input=data)
+    assert code == 0 and "1,000 records" in out
+    code, out, _ = q(tmp_path, "ingest", "logs", "gz", str(IPLOG / "stable_1k.csv"), "--append")
+    assert code == 0 and "2,000 in the dataset" in out
+
+
+@pytest.mark.slow
+def test_migrated_deployment_served_end_to_end(tmp_path: Path) -> None:
+    """The original fixtures through a real server process and the original route."""
+    data = tmp_path / "data"
+    subprocess.run(quarry_cmd("ingest", "dispatcher", "iplog",
+                              str(IPLOG / "stable_metaindex.json"), "--data", str(data)),
+                   check=True, capture_output=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    files = chunk_files(IPLOG / "stable_metaindex.json")
+    rows = [(ip, float(ts)) for f in files for ip, ts in csv.reader(f.open())]
+    ips = [rows[3][0], rows[1500][0], rows[4000][0], rows[7000][0]]
+    lo, hi = sorted((rows[0][1], rows[4999][1]))
+    with running(quarry_cmd("serve", "--data", str(data), "--port", str(port)),
+                 f"{url}/healthz"):
+        r = httpx.get(f"{url}/find/[{','.join(ips)}]/{lo}/{hi}/")
+        assert r.status_code == 200
+        got = ast.literal_eval(r.text)
+        want = sorted([list(x) for x in rows if x[0] in ips and lo <= x[1] <= hi],
+                      key=lambda x: x[1])
+        assert got == want and got
+        assert httpx.get(f"{url}/find/[1.2.3.400]/1/2/").status_code == 400
