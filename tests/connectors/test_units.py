@@ -83,3 +83,19 @@ def test_bad_canned_pages_are_refused(tmp_path: Path) -> None:
     (tmp_path / "1.json").write_text('{"meta": {}, "response": []}')
     with pytest.raises(BadRequest, match=r"1.json: no meta.next_offset"):
         PageSource.from_dir(tmp_path)
+
+
+def test_one_process_at_a_time_per_fetch_job(tmp_path: Path) -> None:
+    from quarry.connectors.checkpoint import Checkpoints
+    from quarry.errors import Conflict
+    from quarry.store import Store
+
+    store = Store(tmp_path / "d")
+    a = Checkpoints(store, "food", "api", {"url": "http://x/"})
+    b = Checkpoints(store, "food", "api", {"url": "http://x/"})
+    a.start()
+    with pytest.raises(Conflict, match="another process is running this fetch"):
+        b.start()
+    a.release()
+    b.start()
+    b.clear()

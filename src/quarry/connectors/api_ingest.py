@@ -178,11 +178,14 @@ def ingest_api(store: Store, name: str, settings: ApiSettings, *,
     cps.start()
     if on_start is not None:
         on_start(states, resumed)
-    report = fetch(settings, states, PartSink(store, settings.url), checkpoints=cps,
-                   progress=progress, **fetch_kw)
-    report.resumed = resumed
-    result = commit_parts(store, name, settings, report.states, chunk_rows=chunk_rows,
-                          message=message or f"fetched from {settings.url}")
+    try:
+        report = fetch(settings, states, PartSink(store, settings.url), checkpoints=cps,
+                       progress=progress, **fetch_kw)
+        report.resumed = resumed
+        result = commit_parts(store, name, settings, report.states, chunk_rows=chunk_rows,
+                              message=message or f"fetched from {settings.url}")
+    finally:
+        cps.release()
     cps.clear()
     items = sum(s.items for s in report.states)
     return IngestResult(report, result, items)
@@ -213,7 +216,11 @@ def stats_api(settings: ApiSettings, request: StatsRequest, *, store: Store | No
         sink.restore(s)
     if on_start is not None:
         on_start(states, resumed)
-    report = fetch(settings, states, sink, checkpoints=cps, progress=progress, **fetch_kw)
+    try:
+        report = fetch(settings, states, sink, checkpoints=cps, progress=progress, **fetch_kw)
+    finally:
+        if cps is not None:
+            cps.release()
     report.resumed = resumed
     out = {"results": acc.result(), "items": sum(s.items for s in report.states)}
     if cps is not None:

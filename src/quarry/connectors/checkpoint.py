@@ -12,7 +12,9 @@ an item. The folder is removed once the result is committed.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
+import os
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import Any
 import orjson
 
 from quarry.connectors.ranges import IdRange
-from quarry.errors import Corrupt
+from quarry.errors import Conflict, Corrupt
 from quarry.store import Store
 from quarry.store.atomic import atomic_write_bytes
 
@@ -63,6 +65,7 @@ class Checkpoints:
         self.store = store
         self.fields = dict(fields)
         self.dir = store.root / "checkpoints" / dataset / f"{what}-{job_key(fields)}"
+        self._lock_fd: int | None = None
 
     def _path(self, index: int) -> Any:
         return self.dir / f"range-{index:04d}.json"
@@ -89,9 +92,24 @@ class Checkpoints:
         return states, resumed
 
     def start(self) -> None:
+        """Claim the job (one process at a time: two would fetch the same ranges) and record
+        what it is. The claim ends with the process or ``release``."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Conflict(f"another process is running this fetch (checkpoints in "
+                           f"{self.dir}); wait for it or stop it") from None
+        self._lock_fd = fd
         atomic_write_bytes(self.dir / "job.json", orjson.dumps(self.fields),
                            self.store.tmp_dir)
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def save(self, state: RangeState) -> None:
         atomic_write_bytes(self._path(state.range.index), orjson.dumps(state.to_json()),
@@ -117,6 +135,7 @@ class Checkpoints:
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.release()
 
     @staticmethod
     def advance(state: RangeState, nxt: int | None, items: int, pages: int,
