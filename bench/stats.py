@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 import tracemalloc
@@ -212,12 +213,14 @@ def main() -> None:
         return
     OUT.mkdir(parents=True, exist_ok=True)
 
+    load_before = os.getloadavg()[0]
     top_rows, top = top_k_bench(a.data, a.rows, a.reps)
     print(table(["top-10 of food_id", "best of runs (ms)", "speed vs fastest DuckDB"],
                 top_rows), flush=True)
     api_rows, api = api_bench(a.api_items, a.rate, a.pool, a.page)
     print(table(["against the mock API", ""], api_rows), flush=True)
 
+    load_after = os.getloadavg()[0]
     mem_ratio = top["extra"] / top["column"]
     verdict = [
         f"- top-10 over {a.rows:,} records: **{top['speedup']:.1f}×** the fastest DuckDB "
@@ -230,7 +233,8 @@ def main() -> None:
     ]
     body = (table(["top-10 of food_id", "best of runs (ms)", "speed vs fastest DuckDB"],
                   top_rows) + "\n\n" + table(["against the mock API", ""], api_rows)
-            + "\n\n" + "\n".join(verdict) + "\n")
+            + "\n\n" + "\n".join(verdict) + "\n\nLoad average (1 min) at the start and "
+            f"the end of the run: {load_before:.1f}, {load_after:.1f} (2 cores, shared).\n")
     print("\n".join(verdict))
     if not a.no_write:
         cmd = "python bench/stats.py" + "".join(
