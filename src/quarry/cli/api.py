@@ -33,7 +33,11 @@ RetriesOpt = Annotated[int | None, typer.Option("--retries", help="Tries after t
 
 
 def api_settings(config: Path | None, env: str | None, **overrides: Any) -> ApiSettings:
-    return ApiSettings.from_config(load_config(config, env), overrides)
+    settings = ApiSettings.from_config(load_config(config, env), overrides)
+    if settings.last_id is None and settings.pool > 1:
+        err.print("note: without last_id the id space cannot be split: one worker walks it",
+                  highlight=False)
+    return settings
 
 
 @contextmanager
