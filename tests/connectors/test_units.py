@@ -58,7 +58,8 @@ def test_rate_limiter_spaces_requests() -> None:
         return time.monotonic() - t0
 
     elapsed = asyncio.run(go())
-    assert 59 / 200 * 0.95 <= elapsed < 59 / 200 + 0.25
+    # Never faster than the rate; the upper bound is loose for a busy machine.
+    assert 59 / 200 * 0.95 <= elapsed < 59 / 200 + 1.0
 
 
 def test_canned_pages_replay_and_slice() -> None:
