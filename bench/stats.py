@@ -176,7 +176,9 @@ def api_bench(items: int, rate: float, pool: int, page: int) -> tuple[list[list[
         t0 = time.monotonic()
         out, report = stats_api(settings, req)
         wall = time.monotonic() - t0
-        served = httpx.get(f"{base}/_mock/stats").json()["requests"] - before
+        seen = httpx.get(f"{base}/_mock/stats").json()
+        served = seen["requests"] - before
+        peak = seen["peak_per_second"]
         n, foods, cats = reference_count(url, page)
     res = out["results"]
 
@@ -190,6 +192,7 @@ def api_bench(items: int, rate: float, pool: int, page: int) -> tuple[list[list[
         ["requests (client / served by the mock)", f"{report.requests} / {served}"],
         ["wall time", f"{wall:.1f} s"],
         ["sustained rate", f"{sustained:.1f} requests/s = {sustained / rate:.3f} R"],
+        ["most requests in any one second, as the mock saw them", f"{peak} (R = {rate:g})"],
         ["items counted", f"{res['count']:,} (reference {n:,})"],
         ["statistics equal the single-threaded reference", "yes" if equal else "NO"],
     ]

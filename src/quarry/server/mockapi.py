@@ -4,7 +4,8 @@ Any path answers ``GET ?limit=<n>&offset=<id>`` with a page from a ``PageSource`
 injected by request number (1-based, counted over all requests): ``500@3`` answers the 3rd
 request with a 500, ``timeout@5`` holds the 5th for ``stall`` seconds before answering (past
 the client's timeout), ``garbage@7`` answers the 7th with a body that is not a page.
-``GET /_mock/stats`` tells how many requests were served and which faults fired.
+``GET /_mock/stats`` tells how many requests were served, the most in any one second (to check
+a client's rate limit from the server's side) and which faults fired.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -55,11 +57,17 @@ def create_mock_app(source: PageSource, faults: tuple[Fault, ...] = (),
                     stall: float = 30.0) -> Starlette:
     by_number = {f.request: f.kind for f in faults}
     started = time.monotonic()
-    state = {"requests": 0}
+    state = {"requests": 0, "peak": 0}
     fired: list[str] = []
+    window: deque[float] = deque()  # arrival times within the last second
 
     async def page(request: Request) -> Response:
         state["requests"] += 1
+        now = time.monotonic()
+        window.append(now)
+        while window[0] <= now - 1.0:
+            window.popleft()
+        state["peak"] = max(state["peak"], len(window))
         n = state["requests"]
         q = request.query_params
         try:
@@ -80,6 +88,7 @@ def create_mock_app(source: PageSource, faults: tuple[Fault, ...] = (),
     async def stats(request: Request) -> Response:
         elapsed = time.monotonic() - started
         return JSONResponse({"requests": state["requests"], "faults_fired": fired,
+                             "peak_per_second": state["peak"],
                              "items": len(source), "source": source.description,
                              "uptime": elapsed})
 
