@@ -202,3 +202,13 @@ def test_streaming_stats_resume_after_a_bad_page(store: Store) -> None:
     assert r["distinct_count(food__category_id)"] == len({it["food__category_id"]
                                                           for it in items})
     assert not list((store.root / "checkpoints").rglob("*.bin"))
+
+
+def test_the_rate_limit_holds_as_the_server_sees_it(store: Store) -> None:
+    with mock() as url:
+        res = ingest_api(store, "food", settings(url, rate_limit=20, pool=3,
+                                                 results_per_page=50))
+        peak = mock_stats(url)["peak_per_second"]
+    # 20 per second, plus at most 0.1 s of catch-up (2 slots) after a late request.
+    assert res.fetch.requests >= 40 and peak <= 22
+    assert res.fetch.rate <= 20 * 1.05
