@@ -124,3 +124,9 @@ def test_shards(server: str) -> None:
         assert got["missing"] == [] and int(got["partial"].counts.sum()) > 0
         with pytest.raises(NotFound):
             q.wake_shard("iplog@nothing/0")
+
+
+def test_stats(server: str) -> None:
+    with Client(server) as q:
+        out = q.stats("iplog", ["count", "top_k:ip:3"])
+        assert out["results"]["count"] == 1000

@@ -211,6 +211,13 @@ class Client:
         return dict(self._json("POST", f"/datasets/{name}/find/ips", json=self._params(
             start=start, end=end, limit=limit, offset=offset, order=order, version=version)))
 
+    def stats(self, name: str, aggregates: Iterable[str | dict[str, Any]],
+              filters: Iterable[dict[str, Any]] = (), *,
+              version: str | None = None) -> dict[str, Any]:
+        """Statistics over a records dataset (``count``, ``top_k:field:k``, ...)."""
+        return dict(self._json("POST", f"/datasets/{name}/stats", json=self._params(
+            aggregates=list(aggregates), filters=list(filters), version=version)))
+
     def shards(self, dataset: str | None = None) -> dict[str, Any]:
         """The server's shards: backend, state (awake/asleep), memory and load."""
         return dict(self._json("GET", "/shards", params=self._params(dataset=dataset)))
@@ -245,6 +252,7 @@ COVERED = frozenset({
     ("POST", "/datasets/{name:path}/find/visits"), ("POST", "/datasets/{name:path}/find/ips"),
     ("GET", "/find/{ips}/{start}/{end}/"),
     ("GET", "/datasets/{name:path}/find/{ips}/{start}/{end}/"),
+    ("POST", "/datasets/{name:path}/stats"),
     ("GET", "/shards"), ("POST", "/shards/{shard:path}/wake"),
     ("POST", "/shards/{shard:path}/sleep"), ("POST", "/shards/map"),
 })

@@ -6,7 +6,9 @@ Storage format (one snapshot):
   is a memory map with zero copy) of at most ``chunk_rows`` rows sorted by ``ts``
   (stable: rows with equal times keep their input order);
 * beside each chunk an **IP index** blob, an Arrow IPC file with one uint64 column, the
-  sorted ``key << 32 | row`` (see :mod:`quarry.index.ip_index`);
+  sorted ``key << 32 | row`` (see :mod:`quarry.index.ip_index`) — only for records with an
+  ``ip`` column: records of other shapes (items from a paged API) have none, and are sorted
+  by another key (``sort_key`` in the manifest, e.g. ``id``);
 * the manifest's ``meta`` holds the schema, the sort key and, per chunk, its blobs, row count,
   zone maps (min/max of ``ts``, ``ip`` and integer columns) and whether its IP index is exact.
   Chunks are listed in the order they were added; an append reuses all of the parent's
@@ -38,7 +40,7 @@ IP_KEY = "ip"
 class ChunkInfo:
     data: str  # blob id of the Arrow IPC file
     data_size: int
-    index: str  # blob id of the IP index
+    index: str | None  # blob id of the IP index; None without an ip column
     index_size: int
     rows: int
     zones: Mapping[str, Sequence[Any]]
@@ -51,7 +53,7 @@ class ChunkInfo:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ChunkInfo:
-        return cls(data=d["data"], data_size=int(d["data_size"]), index=d["index"],
+        return cls(data=d["data"], data_size=int(d["data_size"]), index=d.get("index"),
                    index_size=int(d["index_size"]), rows=int(d["rows"]),
                    zones=d.get("zones", {}), exact=bool(d.get("exact", False)))
 
@@ -70,21 +72,26 @@ def schema_to_json(schema: pa.Schema) -> list[dict[str, str]]:
 
 
 def make_snapshot(name: str, fmt: str, schema: pa.Schema, chunks: Sequence[ChunkInfo], *,
-                  message: str = "", extra: Mapping[str, Any] | None = None) -> Snapshot:
+                  message: str = "", extra: Mapping[str, Any] | None = None,
+                  sort_key: str = SORT_KEY) -> Snapshot:
     # The content identity is the ordered list of chunk blobs: equal data, equal sha256, so
     # re-ingesting the same logs makes no new version.
     ident = hashlib.sha256("\n".join(c.data for c in chunks).encode()).hexdigest()
     parts: list[Part] = []
     for c in chunks:
         parts.append(Part("chunk", c.data, c.data_size))
-        parts.append(Part("ip-index", c.index, c.index_size))
+        if c.index is not None:
+            parts.append(Part("ip-index", c.index, c.index_size))
     rows = sum(c.rows for c in chunks)
-    ts = [c.ts_range for c in chunks if c.rows]
+    ts = [c.zones[sort_key] for c in chunks if c.rows and sort_key in c.zones]
+    key_range = [min(t[0] for t in ts), max(t[1] for t in ts)] if ts else None
     meta: dict[str, Any] = {
-        "format": fmt, "rows": rows, "sort_key": SORT_KEY, "schema": schema_to_json(schema),
-        "time_range": [min(t[0] for t in ts), max(t[1] for t in ts)] if ts else None,
+        "format": fmt, "rows": rows, "sort_key": sort_key, "schema": schema_to_json(schema),
+        "time_range": key_range if sort_key == SORT_KEY else None,
         "chunks": [c.to_json() for c in chunks],
     }
+    if sort_key != SORT_KEY:
+        meta["key_range"] = key_range
     meta.update(extra or {})
     return Snapshot(dataset=name, kind=KIND, parent=None, created=time.time(),
                     size=sum(c.data_size + c.index_size for c in chunks), sha256=ident,
@@ -147,6 +154,8 @@ class Chunk:
     @property
     def index(self) -> IpIndex:
         if self._index is None:
+            if self.info.index is None:
+                raise BadRequest("these records have no ip column, so no IP index")
             t = _map_table(str(self._store.blobs.path(self.info.index)))
             comp = _single(t.column(0)).to_numpy(zero_copy_only=True)
             self._index = IpIndex(comp, self.info.exact)

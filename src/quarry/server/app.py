@@ -24,12 +24,13 @@ from quarry.server.routes import (
     operations,
     records,
     shards,
+    stats,
     versions,
 )
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched; datasets last: its /datasets/{name} catches all.
-ROUTES = (operations, lines, shards, records, versions, events, datasets)
+ROUTES = (operations, lines, shards, records, stats, versions, events, datasets)
 # POST routes that change data; other POSTs (queries) are reads.
 WRITE_POSTS: tuple[str, ...] = ()
 
