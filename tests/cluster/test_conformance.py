@@ -129,3 +129,28 @@ def test_layout_covers_every_chunk_once_in_time_order(view: RecordsView, shards:
     rows = [s.rows for s in specs]
     if shards <= 5:
         assert max(rows) <= 2.5 * (sum(rows) / len(rows))
+
+
+STATS = [
+    {"aggregates": ["count", "top_k:ip:5", "histogram:ts:3600", "distinct_count:ip", "min:ts",
+                    "max:ts"]},
+    {"aggregates": [{"op": "distinct_count", "field": "ip", "approx": True}, "group_count:ip"],
+     "filters": [{"field": "ts", "op": "range", "value": [T0 + 1_000, T0 + 30_000]}]},
+    {"aggregates": ["count"], "filters": [{"field": "ts", "op": "range",
+                                           "value": [T0 - 100, T0 - 50]}]},
+]
+
+
+@pytest.mark.parametrize("doc", STATS)
+def test_statistics_same_as_one_process(dispatcher: Dispatcher, view: RecordsView,
+                                        doc: dict[str, Any]) -> None:
+    from quarry.stats.dataset import dataset_stats
+    from quarry.stats.request import StatsRequest
+
+    req = StatsRequest.parse(doc)
+    want = dataset_stats(dispatcher.engine, "logs", req, view.version)
+    got = dispatcher.run(view, req)
+    assert not got.partial
+    assert got.result["results"] == want["results"]
+    assert (got.result["rows_matched"], got.result["chunks"]) == (want["rows_matched"],
+                                                                 want["chunks"])

@@ -26,6 +26,8 @@ def test_round_trip(ips: list[bytes], start: int | None, limit: int, ints: list[
     arr = np.array(ints, dtype=np.int64)
     got = wire.unpack(wire.pack({"x": arr, "s": pa.array([str(i) for i in ints])}))
     assert got["x"].tolist() == ints and got["s"].to_pylist() == [str(i) for i in ints]
+    big = sum(ints) * 2**70
+    assert wire.unpack(wire.pack((big, -big))) == (big, -big)
 
 
 def test_refuses_unknown_types_and_objects() -> None:

@@ -83,3 +83,14 @@ def test_partial_answers_are_flagged(loaded: Engine, tmp_path: Path) -> None:
     with make_client(loaded, remote=(dead,)) as client:
         r = client.get("/datasets/iplog/find/ips")
         assert r.status_code == 503 and dead in r.json()["detail"]
+
+
+def test_stats_route_runs_on_shards(loaded: Engine, c: TestClient) -> None:
+    body = {"aggregates": ["count", "top_k:ip:3", "histogram:ts:3600"],
+            "filters": [{"field": "ts", "op": "range", "value": [None, 1_412_700_000]}]}
+    want = c.post("/datasets/iplog/stats", json=body).json()
+    with make_client(loaded, shard_workers=2, shards=3) as pooled:
+        got = pooled.post("/datasets/iplog/stats", json=body).json()
+        load = [s["load"]["queries"] for s in pooled.get("/shards").json()["shards"]]
+    assert got["results"] == want["results"] and got["rows_matched"] == want["rows_matched"]
+    assert sum(load) == 3

@@ -4,6 +4,7 @@ The core here (ops, shards, dispatcher, in-process and pool backends) imports no
 CLI, ZeroMQ or Ray code; ``ray_backend`` and ``remote`` are adapters loaded on demand.
 """
 
+from quarry.cluster import stats_op  # noqa: F401  (registers statistics as a shard query)
 from quarry.cluster.backends import Backend, BackendSpec, InProcessBackend, PoolBackend
 from quarry.cluster.dispatcher import Answer, Dispatcher, Policy
 from quarry.cluster.ops import Op, Task, op_for, register

@@ -5,6 +5,7 @@ Installed before ``datasets``: its ``/datasets/{name}`` is a catch-all.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -12,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from quarry.cluster.backends import InProcessBackend
+from quarry.cluster.dispatcher import Dispatcher
 from quarry.engine import Engine
 from quarry.errors import BadRequest, PayloadTooLarge
 from quarry.server.settings import ServeSettings
@@ -22,6 +25,9 @@ MAX_BODY = 1 << 20
 
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    # Other backends run requests as map/merge over shards (quarry.cluster.stats_op).
+    dispatcher: Dispatcher = api.state.dispatcher
+
     @api.post("/datasets/{name:path}/stats", tags=["stats"], response_class=Response,
               summary="Statistics (count, top_k, group_count, histogram, distinct_count, "
                       "min, max, mean) over a records dataset, with filters")
@@ -38,6 +44,22 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         if version is not None and not isinstance(version, str):
             raise BadRequest("version must be text")
         # Scanning is blocking numpy/Arrow work: keep it off the event loop.
-        out = await run_in_threadpool(dataset_stats, engine, name, req, version)
+        out, headers = await run_in_threadpool(run, name, req, version)
         return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY),
-                        media_type="application/json")
+                        media_type="application/json", headers=headers)
+
+    def run(name: str, req: StatsRequest,
+            version: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+        if isinstance(dispatcher.backend, InProcessBackend):
+            # In this process the scan already runs chunks on threads; no shards needed.
+            return dataset_stats(engine, name, req, version), {}
+        t0 = time.perf_counter()
+        view = engine.records(name, version)
+        answer = dispatcher.run(view, req)
+        out = {"dataset": name, "version": view.version, "rows": view.rows, **answer.result,
+               "seconds": round(time.perf_counter() - t0, 6)}
+        headers = {}
+        if answer.partial:
+            out.update(partial=True, missing=list(answer.missing))
+            headers["x-quarry-partial"] = "true"
+        return out, headers
