@@ -211,6 +211,51 @@ class Client:
         return dict(self._json("POST", f"/datasets/{name}/find/ips", json=self._params(
             start=start, end=end, limit=limit, offset=offset, order=order, version=version)))
 
+    # -- keyed queries over records of any schema ----------------------------------------
+    def query(self, name: str, where: dict[str, Any] | None = None, *,
+              fields: list[str] | None = None, limit: int | None = None,
+              cursor: str | None = None, version: str | None = None,
+              explain: bool = False) -> dict[str, Any]:
+        """One page of rows matching ``where`` (see docs/http.md for the filter shape)."""
+        return dict(self._json("POST", f"/datasets/{name}/query", json=self._params(
+            where=where, fields=fields, limit=limit, cursor=cursor, version=version,
+            explain=explain or None)))
+
+    def query_all(self, name: str, where: dict[str, Any] | None = None, *,
+                  fields: list[str] | None = None,
+                  version: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every matching row, following cursors (all pages come from one version)."""
+        cursor = None
+        while True:
+            page = self.query(name, where, fields=fields, cursor=cursor, version=version)
+            yield from page["rows"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+            version = page["version"]
+
+    def explain(self, name: str, where: dict[str, Any] | None = None, *,
+                version: str | None = None) -> dict[str, Any]:
+        return dict(self._json("POST", f"/datasets/{name}/explain",
+                               json=self._params(where=where, version=version)))
+
+    def keys(self, name: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/datasets/{name}/keys"))
+
+    def accept_key(self, name: str, fields: list[str], *, build: bool = True) -> dict[str, Any]:
+        return dict(self._json("POST", f"/datasets/{name}/keys",
+                               json={"fields": fields, "build": build}))
+
+    def build_keys(self, name: str) -> dict[str, Any]:
+        return dict(self._json("POST", f"/datasets/{name}/keys/build"))
+
+    def join(self, name: str, rows: list[dict[str, Any]], on: list[str] | dict[str, str], *,
+             how: str = "inner", where: dict[str, Any] | None = None,
+             fields: list[str] | None = None, version: str | None = None) -> dict[str, Any]:
+        """Look up ``rows`` by the ``on`` fields: matches with ``_probe`` (the row's index)."""
+        return dict(self._json("POST", f"/datasets/{name}/join", json=self._params(
+            rows=rows, on=on, how=how, where=where, fields=fields, version=version)))
+
     def stats(self, name: str, aggregates: Iterable[str | dict[str, Any]],
               filters: Iterable[dict[str, Any]] = (), *,
               version: str | None = None) -> dict[str, Any]:
@@ -255,6 +300,9 @@ COVERED = frozenset({
     ("POST", "/datasets/{name:path}/stats"),
     ("GET", "/shards"), ("POST", "/shards/{shard:path}/wake"),
     ("POST", "/shards/{shard:path}/sleep"), ("POST", "/shards/map"),
+    ("POST", "/datasets/{name:path}/query"), ("POST", "/datasets/{name:path}/explain"),
+    ("GET", "/datasets/{name:path}/keys"), ("POST", "/datasets/{name:path}/keys"),
+    ("POST", "/datasets/{name:path}/keys/build"), ("POST", "/datasets/{name:path}/join"),
 })
 # Routes that are the same operation as a covered one by another method or spelling.
 EQUIVALENT = {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,12 +15,30 @@ from quarry.datasets.kinds import Data, read_data
 from quarry.datasets.lines import LinesView
 from quarry.datasets.records import RecordsView
 from quarry.errors import BadRequest, NotFound
+from quarry.index.keyset import KeyCatalog
+from quarry.query.advisor import Workload
 from quarry.store import Snapshot, Store
 from quarry.store.journal import COMMIT, Event
 
 V = TypeVar("V")
 # Manifest meta entries too bulky for a dataset description (listed per chunk).
 _HIDDEN_META = frozenset({"line_index", "chunks"})
+KEY_BUDGET_FRACTION = 0.25  # of physical memory, for keys the key builder makes
+
+
+def default_key_budget() -> int:
+    """``QUARRY_KEY_BUDGET`` (bytes, or with a K/M/G suffix), else a fraction of RAM."""
+    env = os.environ.get("QUARRY_KEY_BUDGET", "").strip().upper()
+    if env:
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(env[-1], 1)
+        try:
+            return int(float(env.rstrip("KMG")) * scale)
+        except ValueError:
+            raise BadRequest(f"QUARRY_KEY_BUDGET must be bytes (or 512M, 2G): {env!r}") from None
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * KEY_BUDGET_FRACTION)
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30
 
 
 class Engine:
@@ -29,7 +49,8 @@ class Engine:
     """
 
     def __init__(self, store: Store | Path | str | None = None, *,
-                 refresh_interval: float = 0.5, max_open: int = 64) -> None:
+                 refresh_interval: float = 0.5, max_open: int = 64,
+                 key_budget: int | None = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.refresh_interval = refresh_interval
         self._heads: dict[str, tuple[float, str]] = {}
@@ -37,6 +58,15 @@ class Engine:
         self._views: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._max_open = max_open
         self._lock = threading.Lock()
+        # Keys per version (declared and built), the workload they are chosen from, and the
+        # memory the key builder may use.
+        self.keys = KeyCatalog()
+        self.workload = Workload()
+        self.key_budget = default_key_budget() if key_budget is None else key_budget
+        # Hot swap: queries lease the version they run on; a version no name points at any
+        # more is released (views and keys) when its last lease ends.
+        self._leases: dict[str, int] = {}
+        self._current: dict[tuple[str, str], str] = {}  # (dataset, HEAD or alias) -> version
         # Read-your-writes: a commit made through this process moves the cached HEAD at once.
         self.store.listeners.append(self._on_event)
 
@@ -55,8 +85,13 @@ class Engine:
 
     def resolve(self, dataset: str, version: str | None = None) -> str:
         if version is None or version in ("", "HEAD"):
-            return self.head(dataset)
-        return self.store.resolve(dataset, version)
+            vid = self.head(dataset)
+            self._current[(dataset, "HEAD")] = vid
+            return vid
+        vid = self.store.resolve(dataset, version)
+        if not vid.startswith(version.lower()):  # a name (alias), not a pinned id
+            self._current[(dataset, version)] = vid
+        return vid
 
     def snapshot(self, dataset: str, version: str | None = None) -> tuple[str, Snapshot]:
         vid = self.resolve(dataset, version)
@@ -93,6 +128,46 @@ class Engine:
 
     def records(self, dataset: str, version: str | None = None) -> RecordsView:
         return self._view("records", dataset, version, RecordsView)
+
+    @contextmanager
+    def lease(self, dataset: str, version: str | None = None) -> Iterator[RecordsView]:
+        """The records view of ``version`` (HEAD, alias, id), held for one query: a name that
+        moves meanwhile does not change it, and it is not released until the lease ends."""
+        view = self.records(dataset, version)
+        with self._lock:
+            self._leases[view.version] = self._leases.get(view.version, 0) + 1
+        try:
+            yield view
+        finally:
+            with self._lock:
+                left = self._leases[view.version] - 1
+                if left:
+                    self._leases[view.version] = left
+                else:
+                    del self._leases[view.version]
+            if not left and view.version not in self._current.values():
+                self.release_drained()
+
+    def warm(self, dataset: str, version: str | None = None) -> int:
+        """Fault a records version's chunks and declared keys into memory; bytes touched."""
+        from quarry.index.keyset import warm_keys
+
+        view = self.records(dataset, version)
+        return view.warm() + warm_keys(view, self.keys.declared(view))
+
+    def release_drained(self) -> list[str]:
+        """Close the views and keys of versions that no name points at and no query holds."""
+        with self._lock:
+            live = set(self._current.values()) | set(self._leases)
+            gone = [k for k in self._views if k[1] not in live and k[0] == "records"]
+            for k in gone:
+                del self._views[k]
+        for _, vid in gone:
+            self.keys.release(vid)
+        return [vid for _, vid in gone]
+
+    def open_versions(self) -> list[str]:
+        return [k[1] for k in list(self._views)]
 
     def datasets(self) -> list[dict[str, Any]]:
         out = []

@@ -188,6 +188,7 @@ def _merge(parts: list[tuple[Chunk, np.ndarray, np.ndarray]], ips: tuple[bytes, 
 
 def find_iter(view: RecordsView, q: FindQuery, scan: bool = False) -> Iterator[Hits]:
     """All records of the query's addresses in its window, in order, group by group."""
+    view.require_iplog()
     if not q.ips:
         return
     probe = _Probe(q.ips)
@@ -217,6 +218,7 @@ def find_iter(view: RecordsView, q: FindQuery, scan: bool = False) -> Iterator[H
 
 def find_page(view: RecordsView, q: FindQuery, scan: bool = False) -> FindPage:
     """At most ``limit`` records, and a cursor to the next page if there are more."""
+    view.require_iplog()
     got: list[Hits] = []
     n = 0
     for hits in find_iter(view, q, scan):
@@ -238,6 +240,7 @@ def find_page(view: RecordsView, q: FindQuery, scan: bool = False) -> FindPage:
 
 def membership(view: RecordsView, q: MembershipQuery, scan: bool = False) -> np.ndarray:
     """For each query address (in order), whether it has a record in the window."""
+    view.require_iplog()
     found = np.zeros(len(q.ips), dtype=bool)
     if not q.ips:
         return found
@@ -281,6 +284,7 @@ class Visits:
 
 def visits(view: RecordsView, q: VisitsQuery, scan: bool = False) -> Visits:
     """Every visit of one address in the window (reverse lookup), with counts."""
+    view.require_iplog()
     probe = _Probe((q.ip,))
     w = q.window
     parts: list[np.ndarray] = []
@@ -348,6 +352,7 @@ def distinct(view: RecordsView, q: DistinctQuery, scan: bool = False) -> Distinc
 
 def address_counts(view: RecordsView, w: Window, scan: bool = False) -> AddressCounts:
     """Every distinct address in the window with its record count (the mergeable part)."""
+    view.require_iplog()
     his: list[np.ndarray] = []
     los: list[np.ndarray] = []
     cnts: list[np.ndarray] = []

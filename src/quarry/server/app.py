@@ -20,6 +20,7 @@ from quarry.server.responses import error_body
 from quarry.server.routes import (
     datasets,
     events,
+    keyed,
     lines,
     operations,
     records,
@@ -30,7 +31,7 @@ from quarry.server.routes import (
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched; datasets last: its /datasets/{name} catches all.
-ROUTES = (operations, lines, shards, records, stats, versions, events, datasets)
+ROUTES = (operations, lines, shards, records, stats, versions, events, keyed, datasets)
 # POST routes that change data; other POSTs (queries) are reads.
 WRITE_POSTS: tuple[str, ...] = ()
 
@@ -94,5 +95,6 @@ def app_from_env() -> QuarryApp:
     """Factory used by each server worker process."""
     settings = ServeSettings.from_env()
     logs.configure(settings.log_format, settings.log_level)
-    engine = Engine(settings.data, refresh_interval=settings.refresh_interval)
+    engine = Engine(settings.data, refresh_interval=settings.refresh_interval,
+                    key_budget=settings.key_budget)
     return create_app(engine, settings)

@@ -35,6 +35,8 @@ class ServeSettings:
     on_shard_error: str = "fail"  # fail | partial
     shard_timeout: float = 30.0
     memory_budget: int | None = None  # bytes of awake shards; None: no limit
+    key_budget: int | None = None  # bytes for built keys; None: a fraction of RAM
+    key_interval: float = 5.0  # seconds between key builder runs; 0: no background builder
 
     def to_env(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()

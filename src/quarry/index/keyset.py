@@ -1,0 +1,112 @@
+"""The keys a version can use: declared ones (blobs in the snapshot, memory-mapped) and built
+ones (made in memory by the key builder), published together as one immutable mapping.
+
+A query takes the mapping once, at its start, and uses only that: a swap by the builder
+(a single reference assignment) never changes the keys under a running query.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import pyarrow as pa
+
+from quarry.datasets.records import Chunk, RecordsView, touch
+from quarry.index.keys import ChunkKey, KeySpec
+
+
+def _map_table(path: str) -> pa.Table:
+    with pa.memory_map(path, "r") as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+@dataclass
+class Key:
+    """One key over every chunk of a version."""
+
+    spec: KeySpec
+    source: str  # declared, built or accepted
+    chunks: dict[int, ChunkKey] = field(default_factory=dict)  # built keys: by chunk position
+    nbytes: int = 0
+    uses: int = 0  # queries and joins planned with this key (statistics, not exact under races)
+
+    def chunk_key(self, chunk: Chunk) -> ChunkKey | None:
+        if self.source != "declared":
+            return self.chunks.get(chunk.position)
+        cache = f"key:{self.spec.name}"
+        hit: ChunkKey | None = chunk.columns.get(cache)
+        if hit is None:
+            blob = chunk.info.keys.get(self.spec.name)
+            if blob is None:
+                return None
+            hit = ChunkKey.from_table(_map_table(str(chunk._store.blobs.path(str(blob[0])))))
+            chunk.columns[cache] = hit
+        return hit
+
+
+def warm_keys(view: RecordsView, keys: tuple[Key, ...]) -> int:
+    """Open and touch every page of the view's declared keys (see ``RecordsView.warm``)."""
+    total = 0
+    for k in keys:
+        for c in view.chunks:
+            ck = k.chunk_key(c)
+            if ck is not None and k.source == "declared":
+                arrays = [ck.comp, ck.rows, *(d for d in ck.domains if isinstance(d, np.ndarray))]
+                for arr in arrays:
+                    total += touch(pa.py_buffer(arr))
+    return total
+
+
+def declared_keys(view: RecordsView) -> list[Key]:
+    out = []
+    for name, fields in view.declared.items():
+        size = sum(int(c.info.keys[name][1]) for c in view.chunks if name in c.info.keys)
+        out.append(Key(KeySpec(fields), "declared", nbytes=size))
+    return out
+
+
+def build_key(view: RecordsView, spec: KeySpec, source: str = "built") -> Key:
+    chunks = {c.position: ChunkKey.build(c, spec.fields) for c in view.chunks}
+    return Key(spec, source, chunks, sum(k.nbytes for k in chunks.values()))
+
+
+class KeyCatalog:
+    """Per version: its declared keys (opened once) and its built keys (swapped whole)."""
+
+    def __init__(self) -> None:
+        self._declared: dict[str, tuple[Key, ...]] = {}
+        self._built: dict[str, Mapping[KeySpec, Key]] = {}
+        self._lock = threading.Lock()
+
+    def declared(self, view: RecordsView) -> tuple[Key, ...]:
+        hit = self._declared.get(view.version)
+        if hit is None:
+            hit = tuple(declared_keys(view))
+            self._declared[view.version] = hit
+        return hit
+
+    def built(self, version: str) -> Mapping[KeySpec, Key]:
+        return self._built.get(version, MappingProxyType({}))
+
+    def keys(self, view: RecordsView) -> tuple[Key, ...]:
+        return self.declared(view) + tuple(self.built(view.version).values())
+
+    def swap(self, version: str, keys: Mapping[KeySpec, Key]) -> None:
+        """Publish a new set of built keys for ``version`` in one assignment."""
+        with self._lock:
+            self._built[version] = MappingProxyType(dict(keys))
+
+    def release(self, version: str) -> None:
+        with self._lock:
+            self._built.pop(version, None)
+            self._declared.pop(version, None)
+
+    def built_bytes(self) -> int:
+        return sum(k.nbytes for keys in list(self._built.values()) for k in keys.values())
+
+    def versions(self) -> list[str]:
+        return list(self._built)

@@ -1,0 +1,249 @@
+"""Filtered queries over a records view: prune chunks by zone maps, find candidate rows with
+the planned key (or take all rows), post-filter the rest of the conditions in numpy.
+
+Results come in (chunk position, row) order whatever the plan, so pages and cursors are the
+same with or without keys, and a cursor stays valid when keys come and go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from quarry.datasets.columns import Column, column
+from quarry.datasets.records import Chunk, RecordsView
+from quarry.formats import tabular
+from quarry.formats.ipaddr import format_ips
+from quarry.index.keyset import Key
+from quarry.query.filters import Cond, Query, RowCursor
+from quarry.query.planner import KeyScore, choose, primary
+
+
+@dataclass
+class Stats:
+    key: str | None = None
+    source: str | None = None
+    score: int = 0
+    perfect: bool = False
+    keys_scored: int = 0
+    chunks: int = 0
+    chunks_pruned: int = 0
+    rows_examined: int = 0
+    rows_matched: int = 0
+    keyed_fields: list[str] = field(default_factory=list)
+    post_filters: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Page:
+    version: str
+    table: pa.Table
+    next_cursor: str | None
+    stats: Stats
+
+
+def _zone_ok(c: Cond, zone: Sequence[Any] | None, logical: str) -> bool:
+    if zone is None or c.negate or c.op not in ("in", "range"):
+        return True
+    lo, hi = zone
+
+    def conv(v: Any) -> Any:
+        return v.hex() if logical == "ip" else v
+
+    if c.op == "in":
+        return any(lo <= conv(v) <= hi for v in c.values)
+    return (c.lo is None or conv(c.lo) <= hi) and (c.hi is None or conv(c.hi) >= lo)
+
+
+def pruned(chunk: Chunk, conds: Iterable[Cond], types: Mapping[str, str]) -> bool:
+    zones = chunk.info.zones
+    return not all(_zone_ok(c, zones.get(c.field), types.get(c.field, "")) for c in conds)
+
+
+def _np_values(col: Column, values: Sequence[Any]) -> np.ndarray:
+    if col.logical == "ip":
+        return np.array(values, dtype="S16")
+    return np.asarray(values, dtype=col.values.dtype if col.logical != "int" else None)
+
+
+def _bound(col: Column, v: Any) -> Any:
+    return np.bytes_(v) if col.logical == "ip" else v
+
+
+def cond_mask(c: Cond, col: Column, rows: np.ndarray | slice) -> np.ndarray:
+    vals = col.values[rows]
+    if col.logical == "string":
+        d = col.dictionary
+        assert d is not None
+        if c.op == "in":
+            dm = pc.is_in(d, value_set=pa.array(list(c.values), pa.string()))
+        elif c.op == "prefix":
+            dm = pc.starts_with(d, c.values[0])
+        elif c.op == "contains":
+            dm = pc.match_substring(d, c.values[0])
+        else:
+            dm = pc.match_substring_regex(d, c.values[0])
+        dmask = np.asarray(pc.fill_null(dm, False), dtype=bool)
+        m = dmask[vals] if len(dmask) else np.zeros(len(vals), dtype=bool)
+    elif c.op == "in" and len(c.values) == 1:
+        m = vals == _np_values(col, c.values)[0]
+    elif c.op == "in":
+        m = np.isin(vals, _np_values(col, c.values))
+    else:  # range
+        m = np.ones(len(vals), dtype=bool)
+        if c.lo is not None:
+            lo = _bound(col, c.lo)
+            m &= (vals >= lo) if c.lo_incl else (vals > lo)
+        if c.hi is not None:
+            hi = _bound(col, c.hi)
+            m &= (vals <= hi) if c.hi_incl else (vals < hi)
+    valid = None if col.valid is None else col.valid[rows]
+    if c.negate:
+        m = ~m
+    if valid is not None:
+        m &= valid  # SQL: a condition on a null is never true, negated or not
+    return m
+
+
+def filter_rows(chunk: Chunk, conds: Sequence[Cond], rows: np.ndarray) -> np.ndarray:
+    for c in conds:
+        if not len(rows):
+            break
+        rows = rows[cond_mask(c, column(chunk, c.field), rows)]
+    return rows
+
+
+def chunk_rows(chunk: Chunk, conds: Sequence[Cond], key: Key | None, start: int,
+               stats: Stats) -> np.ndarray:
+    """Matching rows (ascending, >= ``start``) of one chunk."""
+    rest = list(conds)
+    rows: np.ndarray | None = None
+    ck = key.chunk_key(chunk) if key is not None else None
+    if ck is not None:
+        by_field = primary(conds)
+        hit = ck.lookup(by_field)
+        if hit is not None:
+            rows, used = hit
+            consumed = {id(by_field[f]) for f in used}
+            rest = [c for c in conds if id(c) not in consumed]
+            if start:
+                rows = rows[rows >= start]
+    if rows is None:
+        stats.rows_examined += chunk.info.rows - start
+        if not rest:
+            return np.arange(start, chunk.info.rows, dtype=np.int64)
+        # A scan: the first condition reads a slice (no gather), the others only its hits.
+        first = np.flatnonzero(cond_mask(rest[0], column(chunk, rest[0].field),
+                                         slice(start, chunk.info.rows))) + start
+        return filter_rows(chunk, rest[1:], first)
+    stats.rows_examined += len(rows)
+    return filter_rows(chunk, rest, rows)
+
+
+def plan(view: RecordsView, q: Query, keys: Sequence[Key]) -> tuple[Key | None, Stats]:
+    stats = Stats(chunks=len(view.chunks))
+    best: KeyScore | None
+    best, stats.keys_scored = choose([k.spec for k in keys], q.conds, view.types)
+    key = None
+    if best is not None:
+        key = next(k for k in keys if k.spec == best.spec)
+        key.uses += 1
+        stats.key, stats.source, stats.score = best.spec.name, key.source, best.score
+        stats.perfect, stats.keyed_fields = best.perfect, list(best.matched)
+    matched = set(best.matched) if best else set()
+    by_field = primary(q.conds)
+    stats.post_filters = [f"{'not ' if c.negate else ''}{c.field} {c.op}" for c in q.conds
+                          if not (c.field in matched and by_field.get(c.field) is c)]
+    return key, stats
+
+
+def iter_matches(view: RecordsView, q: Query, key: Key | None,
+                 stats: Stats) -> Iterator[tuple[Chunk, np.ndarray]]:
+    cur = q.cursor
+    for chunk in view.chunks:
+        if cur is not None and chunk.position < cur.chunk:
+            continue
+        if pruned(chunk, q.conds, view.types):
+            stats.chunks_pruned += 1
+            continue
+        start = cur.row + 1 if cur is not None and chunk.position == cur.chunk else 0
+        rows = chunk_rows(chunk, q.conds, key, start, stats)
+        if len(rows):
+            stats.rows_matched += len(rows)
+            yield chunk, rows
+
+
+def project(chunk: Chunk, rows: np.ndarray, fields: Sequence[str] | None) -> pa.Table:
+    t = chunk.table if fields is None else chunk.table.select(list(fields))
+    return t.take(rows)
+
+
+def run_page(view: RecordsView, q: Query, keys: Sequence[Key]) -> Page:
+    """At most ``q.limit`` matching rows and a cursor to the rest."""
+    if q.cursor is not None and q.cursor.version != view.version:
+        raise AssertionError("the caller opens the cursor's version")
+    key, stats = plan(view, q, keys)
+    parts: list[pa.Table] = []
+    got = 0
+    last: tuple[int, int] | None = None
+    more = False
+    for chunk, rows in iter_matches(view, q, key, stats):
+        if got >= q.limit:
+            more = True
+            break
+        take = rows[: q.limit - got]
+        parts.append(project(chunk, take, q.fields))
+        got += len(take)
+        last = (chunk.position, int(take[-1]))
+        if len(take) < len(rows):
+            more = True
+            break
+    # Chunks' dictionaries differ, but a chunked column may mix them: decode once, at the end.
+    table = plain(pa.concat_tables(parts)) if parts else empty(view, q.fields)
+    nxt = RowCursor(view.version, *last).encode() if more and last else None
+    return Page(view.version, table, nxt, stats)
+
+
+def empty(view: RecordsView, fields: Sequence[str] | None) -> pa.Table:
+    if view.chunks:
+        t = view.chunks[0].table
+        return plain(t.select(list(fields)) if fields is not None else t).slice(0, 0)
+    schema = pa.schema([tabular.field(n, "string" if t == "string" else t)
+                        for n, t in view.types.items() if fields is None or n in fields])
+    return plain(schema.empty_table())
+
+
+def plain(t: pa.Table) -> pa.Table:
+    """Dictionary strings decoded (field metadata kept), for output and concatenation."""
+    for i, f in enumerate(t.schema):
+        if pa.types.is_dictionary(f.type):
+            col = t.column(i).cast(f.type.value_type)
+            t = t.set_column(i, f.with_type(col.type), col)
+    return t
+
+
+def to_records(t: pa.Table) -> list[dict[str, Any]]:
+    """JSON-ready rows: addresses as text, times as POSIX seconds."""
+    cols: dict[str, list[Any]] = {}
+    for f, col in zip(t.schema, t.columns, strict=True):
+        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if pa.types.is_fixed_size_binary(arr.type) and arr.type.byte_width == 16:
+            ips = np.frombuffer(arr.buffers()[1], dtype=np.uint8)[
+                arr.offset * 16:(arr.offset + len(arr)) * 16].reshape(-1, 16)
+            text = format_ips(ips)
+            cols[f.name] = pc.if_else(arr.is_valid(), text, None).to_pylist() if len(arr) else []
+        elif pa.types.is_timestamp(arr.type):
+            us = arr.cast(pa.int64())
+            cols[f.name] = pc.divide(us.cast(pa.float64()), 1e6).to_pylist()
+        else:
+            cols[f.name] = arr.to_pylist()
+    names = list(cols)
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
