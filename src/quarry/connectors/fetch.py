@@ -70,10 +70,11 @@ class FetchReport:
 class _Fetcher:
     def __init__(self, settings: ApiSettings, report: FetchReport):
         self.s = settings
-        # Slots missed by a late worker may be caught up within 20 ms, so latency jitter
-        # does not lower the sustained rate, while the server never sees a real burst.
+        # Slots missed while workers were late (latency jitter, a flush holding the GIL)
+        # may be caught up within 0.1 s, so they do not lower the sustained rate; the most
+        # in any one second stays within R + R/10.
         self.limiter = RateLimiter(settings.rate_limit,
-                                   burst=min(settings.pool, max(1, int(settings.rate_limit / 50))))
+                                   burst=min(settings.pool, max(1, int(settings.rate_limit / 10))))
         self.report = report
 
     async def _get(self, session: aiohttp.ClientSession, params: dict[str, str]
