@@ -16,6 +16,7 @@ from types import FrameType
 import uvicorn
 import zmq
 
+from quarry import logs
 from quarry.config import Config
 from quarry.engine import Engine
 from quarry.events.bus import Bus
@@ -70,6 +71,9 @@ class Services:
 
 
 def run_up(config: Config, *, announce: Callable[[str], None] | None = None) -> None:
+    # Pipeline runs and failures are logged with the dataset and version they concern.
+    logs.configure("text", "info" if config.log_level in ("debug", "info", "warning") else
+                   config.log_level)
     store = Store(config.data)
     store.clean_tmp()
     engine = Engine(store)

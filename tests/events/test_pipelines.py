@@ -132,3 +132,14 @@ def test_catch_up_at_start(store: Store, running: list[Pipelines], tmp_path: Pat
     wait_for(lambda: store.head(COND) is not None)
     assert data(store, COND) == b"MADE WHILE DOWN\n"
     assert store.snapshot(store.require_head(COND)).kind == "document"
+
+
+def test_failures_are_logged_with_dataset_and_version(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    p = Pipelines(store, (Stage("boom", RAW, COND, run="exit 3"),))
+    v = put_bytes(store, RAW, b"x\n", kind="lines").version
+    with caplog.at_level("INFO", logger="quarry"):
+        assert p.process("boom", v).status == "failed"
+    rec = next(r for r in caplog.records if r.levelname == "ERROR")
+    assert rec.q_dataset == RAW and rec.q_version == v  # type: ignore[attr-defined]
+    assert rec.q_stage == "boom"  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from quarry import logs
 from quarry.datasets.lines import put_lines
 from quarry.engine import Engine
-from quarry.server import logs
 from quarry.server.middleware import AccessPolicy, is_loopback
 from quarry.store import Store
 from tests.conftest import make_client
@@ -134,3 +134,14 @@ def test_metrics_summed_over_workers(tmp_path: Path) -> None:
                 time.sleep(0.5)
                 httpx.get(f"{url}/lines/1")
             assert got >= n
+
+
+def test_events_of_closed_datasets_need_the_token(engine: Engine, store: Store) -> None:
+    c = make_client(engine, token="t0k", closed=("secret",))
+    auth = {"authorization": "Bearer t0k"}
+    for name in ("secret", "open"):
+        assert c.put(f"/datasets/{name}", content=b"x", headers=auth).status_code == 201
+    anon = c.get("/events", params={"since": 0, "limit": 1}).text
+    assert '"dataset":"open"' in anon and "secret" not in anon
+    both = c.get("/events", params={"since": 0, "limit": 2}, headers=auth).text
+    assert "secret" in both and '"dataset":"open"' in both

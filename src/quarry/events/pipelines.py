@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import logging
 import os
 import queue
 import signal
@@ -36,12 +37,16 @@ import orjson
 from quarry.config import Stage
 from quarry.datasets.kinds import WriteOptions, get_kind, kind_for_put, read_data
 from quarry.errors import NotFound, QuarryError
+from quarry.logs import LOGGER, fields
 from quarry.store import Store
 from quarry.store.atomic import atomic_write_bytes
 from quarry.store.journal import COMMIT, FAILED, Event
 
 KEEP_DONE = 10_000  # remembered successful source versions per stage
 PIPE_BLOCK = 1 << 20
+
+
+log = logging.getLogger(LOGGER + ".pipelines")
 
 
 class TransformFailed(Exception):
@@ -209,6 +214,10 @@ class Pipelines:
                 res = self._transform_and_put(stage, version)
             except (TransformFailed, QuarryError, OSError) as e:
                 why = e.detail if isinstance(e, QuarryError) else str(e)
+                log.error("pipeline stage %s failed on %s@%s: %s", name, stage.source,
+                          version[:12], why, extra=fields(
+                              stage=name, dataset=stage.source, version=version,
+                              target=stage.target))
                 prev = st.failed.get(version, {})
                 st.failed[version] = {"error": why, "time": time.time(),
                                       "source_time": src.created,
@@ -219,6 +228,10 @@ class Pipelines:
                     "error": why}))
                 return Outcome(name, version, "failed", error=why)
             st.done.append(version)
+            log.info("pipeline stage %s: %s@%s -> %s@%s", name, stage.source, version[:12],
+                     stage.target, res[0][:12], extra=fields(
+                         stage=name, dataset=stage.source, version=version,
+                         target=stage.target, target_version=res[0], created=res[1]))
             # Older failures are superseded by this newer success; retrying them would move
             # the target back to data derived from an older source.
             for v in [v for v, f in st.failed.items()

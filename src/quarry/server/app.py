@@ -9,10 +9,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 import quarry
+from quarry import logs
 from quarry.cluster.backends import InProcessBackend
 from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError
-from quarry.server import logs
 from quarry.server.hotpath import HotRoutes
 from quarry.server.metrics import Metrics
 from quarry.server.middleware import AccessPolicy, ObservedApp

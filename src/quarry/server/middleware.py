@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from quarry.server.logs import LOGGER, fields, request_id
+from quarry.logs import LOGGER, fields, request_id
 from quarry.server.metrics import Metrics
 
 log = logging.getLogger(LOGGER + ".http")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import hmac
 import time
 from collections.abc import AsyncIterator
 
@@ -62,8 +63,19 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     wakers = Wakers()
     engine.store.listeners.append(wakers)
 
+    def hidden(request: Request) -> frozenset[str]:
+        """Closed datasets whose events this client may not see (no valid token)."""
+        if not settings.closed:
+            return frozenset()
+        given = request.headers.get("authorization", "")
+        if settings.token and given.startswith("Bearer ") and hmac.compare_digest(
+                given[7:].strip(), settings.token):
+            return frozenset()
+        return frozenset(settings.closed)
+
     async def stream(request: Request, start: int, dataset: str | None, kind: str | None,
                      limit: int | None) -> AsyncIterator[bytes]:
+        closed = hidden(request)
         offset = start
         sent = 0
         waker = wakers.add()
@@ -74,7 +86,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                 waker[1].clear()
                 batch, offset = journal.read(offset)
                 for pos, event in batch:
-                    if matches(event, dataset, kind):
+                    if matches(event, dataset, kind) and event.dataset not in closed:
                         yield sse(pos, event)
                         sent += 1
                         last_write = time.monotonic()
