@@ -23,10 +23,11 @@ from quarry.errors import BadRequest
 from quarry.formats.accesslog import AccessLogParser
 from quarry.formats.ipts import IpTsParser
 from quarry.formats.records import Parsed, RecordParser
-from quarry.formats.textblocks import LineBatch, Source, read_batches
+from quarry.formats.textblocks import LineBatch, RawBlock, Source, read_blocks
 from quarry.index import ip_index
 from quarry.index.zonemap import zone_map
 from quarry.store import CommitResult, Store
+from quarry.store.refs import check_dataset_name
 
 DEFAULT_CHUNK_ROWS = 1 << 22
 MAX_CHUNK_BYTES = 512 << 20
@@ -154,24 +155,31 @@ def detect_format(batch: LineBatch) -> str:
     return "ipts" if useful and (hits.as_py() or 0) * 2 >= useful else "access-log"
 
 
-def _parsed(batches: Iterable[LineBatch], parser: RecordParser,
-            threads: int) -> Iterator[tuple[LineBatch, Parsed]]:
-    """Parse batches on ``threads`` threads (Arrow kernels release the GIL), in order."""
+def _parse_block(parser: RecordParser, block: RawBlock) -> tuple[RawBlock, Parsed]:
+    fast = parser.parse_clean(block.data)
+    if fast is not None:
+        return block, fast
+    batch = block.split()
+    return block, parser.parse(batch.lines, batch.first_line)
+
+
+def _parsed(blocks: Iterable[RawBlock], parser: RecordParser,
+            threads: int) -> Iterator[tuple[RawBlock, Parsed]]:
+    """Split and parse blocks on ``threads`` threads (numpy and Arrow kernels release the
+    GIL), in order, with a bounded number in flight."""
     with ThreadPoolExecutor(threads) as pool:
-        pending: deque[tuple[LineBatch, Future[Parsed]]] = deque()
-        for b in batches:
-            pending.append((b, pool.submit(parser.parse, b.lines, b.first_line)))
+        pending: deque[Future[tuple[RawBlock, Parsed]]] = deque()
+        for b in blocks:
+            pending.append(pool.submit(_parse_block, parser, b))
             if len(pending) > threads:
-                b0, f = pending.popleft()
-                yield b0, f.result()
+                yield pending.popleft().result()
         while pending:
-            b0, f = pending.popleft()
-            yield b0, f.result()
+            yield pending.popleft().result()
 
 
-def _all_batches(sources: list[Source], progress: Progress | None) -> Iterator[LineBatch]:
+def _all_blocks(sources: list[Source], progress: Progress | None) -> Iterator[RawBlock]:
     for s in sources:
-        yield from read_batches(s, progress=progress)
+        yield from read_blocks(s, progress=progress)
 
 
 def ingest(store: Store, name: str, sources: list[Source], *, fmt: str = "auto",
@@ -185,8 +193,6 @@ def ingest(store: Store, name: str, sources: list[Source], *, fmt: str = "auto",
     written raw to ``rejects``), or with ``strict`` abort the ingest before anything is
     committed. With ``append`` the new version keeps the current version's chunks.
     """
-    from quarry.store.refs import check_dataset_name
-
     check_dataset_name(name)
     if not 1 <= chunk_rows < ip_index.MAX_ROWS:
         raise BadRequest(f"chunk rows must be between 1 and 2^32-1, got {chunk_rows}")
@@ -199,10 +205,10 @@ def ingest(store: Store, name: str, sources: list[Source], *, fmt: str = "auto",
         base_chunks = [ChunkInfo.from_json(c) for c in base.meta.get("chunks", [])]
         if fmt == "auto":
             fmt = str(base.meta.get("format", "auto"))
-    batches = _all_batches(sources, progress)
-    first = next(batches, None)
+    blocks = _all_blocks(sources, progress)
+    first = next(blocks, None)
     if fmt == "auto":
-        fmt = detect_format(first) if first is not None else "ipts"
+        fmt = detect_format(first.split()) if first is not None else "ipts"
     if fmt not in FORMATS:
         raise BadRequest(f"unknown records format {fmt!r}: use one of {', '.join(FORMATS)}")
     parser = FORMATS[fmt]()
@@ -214,14 +220,14 @@ def ingest(store: Store, name: str, sources: list[Source], *, fmt: str = "auto",
     writer = ChunkWriter(store)
     sorter = Sorter(writer, chunk_rows)
 
-    def chained() -> Iterator[LineBatch]:
+    def chained() -> Iterator[RawBlock]:
         if first is not None:
             yield first
-        yield from batches
+        yield from blocks
 
-    for batch, parsed in _parsed(chained(), parser, threads):
+    for block, parsed in _parsed(chained(), parser, threads):
         if len(parsed.rejected):
-            _rejected(report, batch, parsed.rejected, strict, rejects)
+            _rejected(report, block.split(), parsed.rejected, strict, rejects)
         report.rows += parsed.table.num_rows
         sorter.add(parsed.table)
     sorter.finish()

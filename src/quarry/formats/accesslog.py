@@ -29,8 +29,11 @@ _VALID = (r"^\S+ \S+ \S+ \[[^\]]+\] "
           rf'"{_Q}" (?:\d{{3}}|-) (?:\d+|-)(?: "{_Q}" "{_Q}")?[ \t]*\r?\n?$')
 TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
 _FIXED_TIME = r"^\d\d/[A-Z][a-z][a-z]/\d\d\d\d:\d\d:\d\d:\d\d [+-]\d\d\d\d$"
-_MONTHS = pa.array(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-                    "Nov", "Dec"])
+_MONTH_NAMES = [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep",
+                b"Oct", b"Nov", b"Dec"]
+_BY_CODE = sorted((int.from_bytes(n, "big"), i + 1) for i, n in enumerate(_MONTH_NAMES))
+_MONTH_CODES = np.array([c for c, _ in _BY_CODE], dtype=np.int64)
+_MONTH_NUMBERS = np.array([m for _, m in _BY_CODE], dtype=np.int64)
 STRING_DICT = pa.dictionary(pa.int32(), pa.string())
 FIELDS = ("ip", "ident", "user", "time", "request", "status", "size", "referer", "agent")
 
@@ -44,6 +47,9 @@ class AccessLogParser:
         pa.field("status", pa.uint16()), pa.field("size", pa.int64()),
         pa.field("referer", STRING_DICT), pa.field("agent", STRING_DICT),
     ])
+
+    def parse_clean(self, raw: bytes) -> Parsed | None:
+        return None  # every block is split: the parser works per line
 
     def parse(self, lines: pa.BinaryArray, first_line: int) -> Parsed:
         n = len(lines)
@@ -156,20 +162,27 @@ def parse_times(text: pa.Array) -> pa.Array:
     ok = fixed.copy()
     rows = np.flatnonzero(fixed)
     if len(rows):
+        # All these are 26 bytes wide: view them as an (n, 26) byte matrix and do the
+        # arithmetic on digit columns.
         t = text.take(pa.array(rows))
+        data, offs = string_parts(t)
+        b = data[int(offs[0]):int(offs[-1])].reshape(-1, 26).astype(np.int64)
 
         def num(start: int, stop: int) -> np.ndarray:
-            part = pc.utf8_slice_codeunits(t, start, stop)
-            out: np.ndarray = pc.cast(part, pa.int64()).to_numpy(zero_copy_only=False)
-            return out
+            v = np.zeros(len(b), dtype=np.int64)
+            for i in range(start, stop):
+                v = v * 10 + (b[:, i] - 48)
+            return v
 
-        month = pc.index_in(pc.utf8_slice_codeunits(t, 3, 6), value_set=_MONTHS)
-        ok[rows] = month.is_valid().to_numpy(zero_copy_only=False)
-        m = pc.fill_null(month, 0).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+        code = (b[:, 3] << 16) | (b[:, 4] << 8) | b[:, 5]
+        pos = np.searchsorted(_MONTH_CODES, code)
+        pos = np.minimum(pos, 11)
+        known = _MONTH_CODES[pos] == code
+        ok[rows] = known
+        m = _MONTH_NUMBERS[pos]
         days = _days_from_civil(num(7, 11), m, num(0, 2))
         secs = days * 86400 + num(12, 14) * 3600 + num(15, 17) * 60 + num(18, 20)
-        sign = np.where(pc.equal(pc.utf8_slice_codeunits(t, 21, 22), "-").to_numpy(
-            zero_copy_only=False), -1, 1)
+        sign = np.where(b[:, 21] == ord("-"), -1, 1)
         offset = sign * (num(22, 24) * 3600 + num(24, 26) * 60)
         out[rows] = (secs - offset) * 1_000_000
     result = pa.array(out, pa.int64()).cast(TS_FIELD.type)

@@ -27,18 +27,19 @@ class IpTsParser:
     schema = pa.schema([IP_FIELD, TS_FIELD])
 
     def parse(self, lines: pa.BinaryArray, first_line: int) -> Parsed:
-        fast = self._parse_clean(lines)
+        data, offs = string_parts(lines)
+        fast = self.parse_clean(data[int(offs[0]):int(offs[-1])].tobytes()) if len(lines) else None
         return fast if fast is not None else self._parse_any(lines, first_line)
 
-    def _parse_clean(self, lines: pa.BinaryArray) -> Parsed | None:
-        """Arrow's CSV reader plus a numpy IPv4 parser: several times faster than the regex,
-        but all or nothing; any surprise in the batch (a header, a blank or malformed line,
-        IPv6) returns None and the batch takes the general path."""
-        n = len(lines)
-        if n == 0:
+    def parse_clean(self, raw: bytes) -> Parsed | None:
+        """Arrow's CSV reader plus a split/cast IPv4 parser over a raw block of whole lines:
+        several times faster than the regex, and no line split needed, but all or nothing;
+        any surprise in the block (a header, a blank or malformed line, IPv6) returns None
+        and the block takes the general path."""
+        n = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
+        if not raw or n == 0:
             return None
-        data, offs = string_parts(lines)
-        block = pa.py_buffer(data[int(offs[0]):int(offs[-1])])
+        block = pa.py_buffer(raw)
         try:
             t = pacsv.read_csv(pa.BufferReader(block), read_options=_CSV_READ,
                                parse_options=_CSV_PARSE, convert_options=_CSV_CONVERT)

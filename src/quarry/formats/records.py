@@ -28,6 +28,10 @@ class RecordParser(Protocol):
 
     def parse(self, lines: pa.BinaryArray, first_line: int) -> Parsed: ...
 
+    def parse_clean(self, raw: bytes) -> Parsed | None:
+        """A fast path over a raw block of whole lines, or None to split and ``parse``."""
+        ...
+
 
 def group(st: pa.StructArray, name: str, default: bytes | str) -> pa.Array:
     """A regex group, with ``default`` where the line did not match (the struct is null but

@@ -104,9 +104,25 @@ def split_lines(block: bytes, first_line: int, source: str) -> LineBatch:
     return LineBatch(source, first_line, lines)
 
 
-def read_batches(source: Source, *, block_size: int = BLOCK,
-                 progress: Progress | None = None) -> Iterator[LineBatch]:
-    """The lines of one source in batches of about ``block_size`` bytes."""
+@dataclass(frozen=True)
+class RawBlock:
+    """Whole lines of one source, not yet split: splitting is left to a parser thread."""
+
+    source: str
+    first_line: int
+    data: bytes
+
+    def split(self) -> LineBatch:
+        return split_lines(self.data, self.first_line, self.source)
+
+
+def read_blocks(source: Source, *, block_size: int = BLOCK,
+                progress: Progress | None = None) -> Iterator[RawBlock]:
+    """The lines of one source in blocks of about ``block_size`` bytes, cut at line ends.
+
+    Only ``bytes.count`` (memchr speed) runs here, to number the lines; the vectorised split
+    happens wherever the block is parsed.
+    """
     f, raw = _open(source, progress)
     line = 1
     carry = b""
@@ -121,12 +137,19 @@ def read_batches(source: Source, *, block_size: int = BLOCK,
                 carry = buf  # one line longer than the block: keep reading
                 continue
             carry = buf[cut:]
-            batch = split_lines(buf[:cut], line, source.name)
-            line += len(batch.lines)
-            yield batch
+            block = buf[:cut]
+            yield RawBlock(source.name, line, block)
+            line += block.count(b"\n")
         if carry:
-            yield split_lines(carry, line, source.name)
+            yield RawBlock(source.name, line, carry)
     finally:
         if source.path is not None:
             f.close()
             raw.close()
+
+
+def read_batches(source: Source, *, block_size: int = BLOCK,
+                 progress: Progress | None = None) -> Iterator[LineBatch]:
+    """The lines of one source in batches of about ``block_size`` bytes."""
+    for block in read_blocks(source, block_size=block_size, progress=progress):
+        yield block.split()

@@ -37,9 +37,13 @@ class IpIndex:
     def ranges(self, keys: np.ndarray, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions ``[lo, hi)`` in the index of each key's rows within rows ``[r0, r1)``."""
         k = keys.astype(np.uint64) << ROW_BITS
-        lo = np.searchsorted(self.comp, k | np.uint64(r0), "left")
-        hi = np.searchsorted(self.comp, k | np.uint64(r1), "left")
-        return lo, hi
+        targets = np.concatenate((k | np.uint64(r0), k | np.uint64(r1)))
+        # Sorted targets let numpy start each binary search where the last one ended:
+        # about half the cache misses on a large index.
+        order = np.argsort(targets, kind="stable")
+        found = np.empty(len(targets), dtype=np.int64)
+        found[order] = np.searchsorted(self.comp, targets[order], "left")
+        return found[: len(k)], found[len(k):]
 
     def rows(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """The rows of all ranges, concatenated (each range in row order)."""

@@ -121,10 +121,10 @@ class _Probe:
         if len(rows) * 16 > span:
             # Dense answer: scatter owners over the row range and read them back in order,
             # O(range) and cheaper than sorting this many hits.
-            owner = np.full(span, -1, dtype=np.int32)
-            owner[rows - r0] = qi
-            where = np.flatnonzero(owner >= 0)
-            return where + r0, owner[where].astype(np.int64)
+            owner = np.zeros(span, dtype=np.int32)  # 0: no hit; else owner + 1
+            owner[rows - r0] = qi + 1
+            where = np.flatnonzero(owner)
+            return where + r0, owner[where] - 1
         # One sort of (row, owner) packed into int64: cheaper than an argsort and two takes;
         # stable (timsort) because the input is one sorted run per address, which it merges.
         packed = np.sort((rows << 16) | qi, kind="stable")
