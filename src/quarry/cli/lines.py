@@ -130,10 +130,11 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 out.print_json(orjson.dumps(rows).decode())
                 return
-            table = Table("name", "kind", "version", "size", "lines", "versions")
+            table = Table("name", "kind", "version", "size", "lines / rows", "versions")
             for r in rows:
+                count = r.get("lines", r.get("rows"))
                 table.add_row(r["name"], r["kind"], r["version"][:12], f"{r['size']:,}",
-                              f"{r.get('lines', '')}", str(r["versions"]))
+                              "" if count is None else f"{count:,}", str(r["versions"]))
             out.print(table)
 
 
