@@ -126,7 +126,12 @@ class Dispatcher:
             for s in slept:
                 self._quietly(self.backend.sleep, s)
             task = Task(view.dataset, view.version, keep, query, scan, spec.id)
-            running.append(_Call(spec, task, self.backend, self.policy))
+            try:
+                running.append(_Call(spec, task, self.backend, self.policy))
+            except BaseException:
+                self.lifecycle.done(spec, 0.0, False)
+                self._finish_all(running)
+                raise
         for call in running:
             try:
                 value, nested_missing = call.result()
