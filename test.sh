@@ -9,7 +9,7 @@ fi
 stamp=.venv/.quarry-test-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[test,ray]"
   touch "$stamp"
 fi
 # The console's browser test drives Debian's Chromium; install it when missing.

@@ -107,3 +107,26 @@ def test_records(server: str) -> None:
         assert [ip, ts] in q.find_compat([ip], ts, ts, name="iplog")
         with pytest.raises(BadRequest):
             q.find("iplog", ["not-an-ip"])
+
+
+def test_shards(server: str) -> None:
+    from quarry.cluster.ops import Task
+    from quarry.query.model import DistinctQuery
+
+    with Client(server) as q:
+        status = q.shards("iplog")
+        assert status["backend"] == "in-process" and status["shards"]
+        sid = status["shards"][0]["id"]
+        assert q.wake_shard(sid)["state"] == "awake"
+        assert q.sleep_shard(sid)["state"] == "asleep"
+        version = q.dataset("iplog")["version"]
+        got = q.shard_map(Task("iplog", version, (0,), DistinctQuery()))
+        assert got["missing"] == [] and int(got["partial"].counts.sum()) > 0
+        with pytest.raises(NotFound):
+            q.wake_shard("iplog@nothing/0")
+
+
+def test_stats(server: str) -> None:
+    with Client(server) as q:
+        out = q.stats("iplog", ["count", "top_k:ip:3"])
+        assert out["results"]["count"] == 1000

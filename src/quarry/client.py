@@ -256,6 +256,32 @@ class Client:
         return dict(self._json("POST", f"/datasets/{name}/join", json=self._params(
             rows=rows, on=on, how=how, where=where, fields=fields, version=version)))
 
+    def stats(self, name: str, aggregates: Iterable[str | dict[str, Any]],
+              filters: Iterable[dict[str, Any]] = (), *,
+              version: str | None = None) -> dict[str, Any]:
+        """Statistics over a records dataset (``count``, ``top_k:field:k``, ...)."""
+        return dict(self._json("POST", f"/datasets/{name}/stats", json=self._params(
+            aggregates=list(aggregates), filters=list(filters), version=version)))
+
+    def shards(self, dataset: str | None = None) -> dict[str, Any]:
+        """The server's shards: backend, state (awake/asleep), memory and load."""
+        return dict(self._json("GET", "/shards", params=self._params(dataset=dataset)))
+
+    def wake_shard(self, shard: str) -> dict[str, Any]:
+        return dict(self._json("POST", f"/shards/{shard}/wake"))
+
+    def sleep_shard(self, shard: str) -> dict[str, Any]:
+        return dict(self._json("POST", f"/shards/{shard}/sleep"))
+
+    def shard_map(self, task: Any) -> dict[str, Any]:
+        """Run a shard task (quarry.cluster.ops.Task) on the server: its combined partial and
+        what it could not reach. What a parent dispatcher's remote backend does."""
+        from quarry.cluster import wire
+
+        r = self.request("POST", "/shards/map", content=wire.pack(task),
+                         headers={"content-type": wire.MEDIA_TYPE})
+        return dict(wire.unpack(r.content))
+
 
 # Every route the client covers, as (method, path template): a test compares this with the
 # server's routes so a new endpoint cannot be forgotten here.
@@ -271,6 +297,9 @@ COVERED = frozenset({
     ("POST", "/datasets/{name:path}/find/visits"), ("POST", "/datasets/{name:path}/find/ips"),
     ("GET", "/find/{ips}/{start}/{end}/"),
     ("GET", "/datasets/{name:path}/find/{ips}/{start}/{end}/"),
+    ("POST", "/datasets/{name:path}/stats"),
+    ("GET", "/shards"), ("POST", "/shards/{shard:path}/wake"),
+    ("POST", "/shards/{shard:path}/sleep"), ("POST", "/shards/map"),
     ("POST", "/datasets/{name:path}/query"), ("POST", "/datasets/{name:path}/explain"),
     ("GET", "/datasets/{name:path}/keys"), ("POST", "/datasets/{name:path}/keys"),
     ("POST", "/datasets/{name:path}/keys/build"), ("POST", "/datasets/{name:path}/join"),

@@ -39,6 +39,20 @@ class Unauthorized(QuarryError):
     error = "unauthorized"
 
 
+class BadConfig(BadRequest):
+    """A configuration file that cannot be used; the detail names the file and the key."""
+
+    error = "bad config"
+
+
+class BadUpstream(QuarryError):
+    """A remote API answered with something that is not what its contract says."""
+
+    status = 502
+    exit_code = 9
+    error = "bad upstream answer"
+
+
 class NotFound(QuarryError):
     status = 404
     exit_code = 3
@@ -89,3 +103,25 @@ class Corrupt(QuarryError):
     status = 500
     exit_code = 8
     error = "corrupt data"
+
+
+class ShardUnavailable(QuarryError):
+    """A shard (a worker, an actor or a remote server, named in the detail) did not answer."""
+
+    status = 503
+    exit_code = 6
+    error = "shard unavailable"
+
+
+class ShardTimeout(QuarryError):
+    status = 504
+    exit_code = 6
+    error = "shard timeout"
+
+
+class MissingExtra(QuarryError):
+    """An optional backend was asked for but its package is not installed."""
+
+    status = 501
+    exit_code = 10
+    error = "not installed"

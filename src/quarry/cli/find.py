@@ -9,6 +9,15 @@ import orjson
 import typer
 
 from quarry.cli.common import DEFAULT_DATA, DataOpt, errors
+from quarry.cli.shards import (
+    RayAddressOpt,
+    RayOpt,
+    RemoteOpt,
+    ShardsOpt,
+    WorkersOpt,
+    dispatcher,
+)
+from quarry.cluster.dispatcher import DEFAULT_SHARDS
 from quarry.engine import Engine
 from quarry.errors import BadRequest
 from quarry.formats.ipaddr import format_ips, parse_ip
@@ -37,6 +46,9 @@ EndOpt = Annotated[str | None, typer.Option("--end", "-e",
 VersionOpt = Annotated[str | None, typer.Option("--version", "-v")]
 
 
+PIECE = 65536  # records a page, fetched through the dispatcher
+
+
 def _split(ips: list[str]) -> list[str]:
     return [x for item in ips for x in item.split(",") if x.strip()]
 
@@ -51,34 +63,46 @@ def register(app: typer.Typer) -> None:
     @find_app.command("records")
     def records(name: str, ip: IpsOpt, start: StartOpt = None, end: EndOpt = None,
                 limit: Annotated[int | None, typer.Option("--limit", "-n", min=1)] = None,
-                version: VersionOpt = None, data: DataOpt = DEFAULT_DATA) -> None:
+                version: VersionOpt = None, data: DataOpt = DEFAULT_DATA,
+                shards: ShardsOpt = DEFAULT_SHARDS, workers: WorkersOpt = 0,
+                ray: RayOpt = False, ray_address: RayAddressOpt = None,
+                remote: RemoteOpt = None) -> None:
         """Records of the IPs within the window, sorted by time, one JSON object a line."""
         with errors():
-            view = Engine(Store(data)).records(name, version)
+            engine = Engine(Store(data))
+            view = engine.records(name, version)
             q = FindQuery(ip_list(_split(ip)), window(start, end))
             left = limit
-            for hits in iplog.find_iter(view, q):
-                if left is not None:
-                    hits = hits.slice(left)
-                    left -= len(hits)
-                out = sys.stdout.buffer
-                for i, t in zip(hits.ip_list(), hits.seconds().tolist(),
-                                strict=True):
-                    out.write(orjson.dumps({"ip": i, "ts": t}) + b"\n")
-                if left is not None and left <= 0:
-                    break
+            with dispatcher(engine, shards=shards, workers=workers, ray=ray,
+                            ray_address=ray_address, remote=remote) as d:
+                for hits in d.iter_find(view, q, PIECE):
+                    if left is not None:
+                        hits = hits.slice(left)
+                        left -= len(hits)
+                    out = sys.stdout.buffer
+                    for i, t in zip(hits.ip_list(), hits.seconds().tolist(),
+                                    strict=True):
+                        out.write(orjson.dumps({"ip": i, "ts": t}) + b"\n")
+                    if left is not None and left <= 0:
+                        break
             sys.stdout.flush()
 
     @find_app.command("member")
     def member(name: str, ip: IpsOpt, start: StartOpt = None, end: EndOpt = None,
-               version: VersionOpt = None, data: DataOpt = DEFAULT_DATA) -> None:
+               version: VersionOpt = None, data: DataOpt = DEFAULT_DATA,
+               shards: ShardsOpt = DEFAULT_SHARDS, workers: WorkersOpt = 0,
+                ray: RayOpt = False, ray_address: RayAddressOpt = None,
+                remote: RemoteOpt = None) -> None:
         """For each IP, whether it visited within the window (JSON object)."""
         with errors():
             raw = _split(ip)
-            view = Engine(Store(data)).records(name, version)
+            engine = Engine(Store(data))
+            view = engine.records(name, version)
             ips = ip_list(raw)
-            found = dict(zip(ips, iplog.membership(view, MembershipQuery(
-                ips, window(start, end))).tolist(), strict=True))
+            with dispatcher(engine, shards=shards, workers=workers, ray=ray,
+                            ray_address=ray_address, remote=remote) as d:
+                got = d.run(view, MembershipQuery(ips, window(start, end))).result
+            found = dict(zip(ips, got.tolist(), strict=True))
             _emit({r: found[parse_ip(r)] for r in raw})
 
     @find_app.command("visits")
@@ -88,12 +112,18 @@ def register(app: typer.Typer) -> None:
                    "--bucket", min=1, help="Also count visits per bucket of this many "
                                            "seconds (3600: per hour).")] = None,
                limit: Annotated[int, typer.Option("--limit", "-n")] = DEFAULT_LIMIT,
-               version: VersionOpt = None, data: DataOpt = DEFAULT_DATA) -> None:
+               version: VersionOpt = None, data: DataOpt = DEFAULT_DATA,
+               shards: ShardsOpt = DEFAULT_SHARDS, workers: WorkersOpt = 0,
+                ray: RayOpt = False, ray_address: RayAddressOpt = None,
+                remote: RemoteOpt = None) -> None:
         """All visit times of one IP (reverse lookup), with counts."""
         with errors():
-            view = Engine(Store(data)).records(name, version)
-            v = iplog.visits(view, VisitsQuery(ip_list([ip])[0], window(start, end),
-                                               check_limit(limit), bucket))
+            engine = Engine(Store(data))
+            view = engine.records(name, version)
+            with dispatcher(engine, shards=shards, workers=workers, ray=ray,
+                            ray_address=ray_address, remote=remote) as d:
+                v: iplog.Visits = d.run(view, VisitsQuery(
+                    ip_list([ip])[0], window(start, end), check_limit(limit), bucket)).result
             body: dict[str, object] = {"ip": ip, "count": v.count,
                                        "times": (v.times_us / 1e6).tolist()}
             if v.buckets is not None:
@@ -104,14 +134,20 @@ def register(app: typer.Typer) -> None:
     def ips(name: str, start: StartOpt = None, end: EndOpt = None,
             limit: Annotated[int, typer.Option("--limit", "-n")] = 100,
             order: Annotated[str, typer.Option("--order", help="count or ip.")] = "count",
-            version: VersionOpt = None, data: DataOpt = DEFAULT_DATA) -> None:
+            version: VersionOpt = None, data: DataOpt = DEFAULT_DATA,
+            shards: ShardsOpt = DEFAULT_SHARDS, workers: WorkersOpt = 0,
+                ray: RayOpt = False, ray_address: RayAddressOpt = None,
+                remote: RemoteOpt = None) -> None:
         """Distinct IPs within the window with their record counts (forward lookup)."""
         with errors():
             if order not in ("count", "ip"):
                 raise BadRequest("--order must be count or ip")
-            view = Engine(Store(data)).records(name, version)
-            d = iplog.distinct(view, DistinctQuery(window(start, end), check_limit(limit), 0,
-                                                   order))  # type: ignore[arg-type]
+            engine = Engine(Store(data))
+            view = engine.records(name, version)
+            with dispatcher(engine, shards=shards, workers=workers, ray=ray,
+                            ray_address=ray_address, remote=remote) as disp:
+                d: iplog.Distinct = disp.run(view, DistinctQuery(
+                    window(start, end), check_limit(limit), 0, order)).result  # type: ignore[arg-type]
             _emit({"distinct": d.distinct, "records": d.rows,
                    "ips": [[i, c] for i, c in zip(format_ips(d.ips).to_pylist(),
                                                   d.counts.tolist(), strict=True)]})

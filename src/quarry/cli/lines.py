@@ -22,6 +22,20 @@ from quarry.cli.common import (
     out,
     progress_bar,
 )
+from quarry.cli.shards import (
+    BudgetOpt,
+    OnErrorOpt,
+    RayAddressOpt,
+    RayOpt,
+    RemoteOpt,
+    ReplicasOpt,
+    ShardsOpt,
+    ShardWorkersOpt,
+    TimeoutOpt,
+    check_backend,
+    parse_size,
+)
+from quarry.cluster.dispatcher import DEFAULT_SHARDS
 from quarry.datasets.lines import parse_line_number, put_lines, put_lines_stream
 from quarry.engine import Engine
 from quarry.errors import BadRequest
@@ -154,6 +168,15 @@ def register(app: typer.Typer) -> None:
             "--closed", help="Dataset whose reads need the token (repeatable).")] = None,
         log_format: Annotated[str, typer.Option("--log-format", help="text or json")] = "text",
         log_level: Annotated[str, typer.Option("--log-level")] = "info",
+        shards: ShardsOpt = DEFAULT_SHARDS,
+        shard_workers: ShardWorkersOpt = 0,
+        ray: RayOpt = False,
+        ray_address: RayAddressOpt = None,
+        remote: RemoteOpt = None,
+        replicas: ReplicasOpt = 1,
+        on_shard_error: OnErrorOpt = "fail",
+        shard_timeout: TimeoutOpt = 30.0,
+        memory_budget: BudgetOpt = None,
     ) -> None:
         """Serve FILE and every dataset in the data folder over HTTP."""
         from quarry.server.runner import run
@@ -183,7 +206,13 @@ def register(app: typer.Typer) -> None:
                                      workers=workers, index_base=index_base,
                                      default_dataset=default, token=token,
                                      closed=tuple(closed or ()), log_format=log_format,
-                                     log_level=log_level.lower())
+                                     log_level=log_level.lower(), shards=shards,
+                                     shard_workers=shard_workers, ray=ray,
+                                     ray_address=ray_address, remote=tuple(remote or ()),
+                                     replicas=replicas, on_shard_error=on_shard_error,
+                                     shard_timeout=shard_timeout,
+                                     memory_budget=parse_size(memory_budget))
+            check_backend(shard_workers, ray, ray_address, remote, on_shard_error, workers)
             if token is None and host not in ("127.0.0.1", "localhost", "::1"):
                 out.print("[yellow]warning:[/yellow] listening beyond loopback without "
                           "--token: every write will be refused")

@@ -194,7 +194,9 @@ async function hourlyCounts(name, q) {
 }
 
 async function drawHourly(name, q, chart) {
-  const buckets = await hourlyCounts(name, q);
+  let buckets;
+  try { buckets = await hourlyCounts(name, q); }
+  catch (e) { chart.replaceChildren(); showError(chart, e); return; }
   if (!buckets || !buckets.length) {
     chart.replaceChildren(h("p", { class: "muted" }, "No hourly statistics for this selection."));
     return;

@@ -11,7 +11,8 @@ Storage format (one snapshot):
   :mod:`quarry.index.keys`);
 * the manifest's ``meta`` holds the schema, the sort key, the declared keys and, per chunk,
   its blobs, row count, zone maps (min/max of timestamp, number and IP columns) and whether
-  its IP index is exact.
+  its IP index is exact. Records of other shapes (items from a paged API) may have no ip
+  column, hence no IP index, and another sort key (``sort_key`` in the manifest, e.g. ``id``).
   Chunks are listed in the order they were added; an append reuses all of the parent's
   chunks and adds new ones, so chunks may overlap in time and readers merge them.
 """
@@ -41,7 +42,7 @@ IP_KEY = "ip"
 class ChunkInfo:
     data: str  # blob id of the Arrow IPC file
     data_size: int
-    index: str  # blob id of the IP index ("" when the table has no ip column)
+    index: str | None  # blob id of the IP index; None (or "") without an ip column
     index_size: int
     rows: int
     zones: Mapping[str, Sequence[Any]]
@@ -58,7 +59,7 @@ class ChunkInfo:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ChunkInfo:
-        return cls(data=d["data"], data_size=int(d["data_size"]), index=d["index"],
+        return cls(data=d["data"], data_size=int(d["data_size"]), index=d.get("index"),
                    index_size=int(d["index_size"]), rows=int(d["rows"]),
                    zones=d.get("zones", {}), exact=bool(d.get("exact", False)),
                    keys=d.get("keys", {}))
@@ -95,12 +96,16 @@ def make_snapshot(name: str, fmt: str, schema: pa.Schema, chunks: Sequence[Chunk
         for blob, size in c.keys.values():
             parts.append(Part("key", str(blob), int(size)))
     rows = sum(c.rows for c in chunks)
-    ts = [c.ts_range for c in chunks if c.rows] if sort_key == SORT_KEY else []
+    ts = [c.zones[sort_key] for c in chunks
+          if c.rows and sort_key is not None and sort_key in c.zones]
+    key_range = [min(t[0] for t in ts), max(t[1] for t in ts)] if ts else None
     meta: dict[str, Any] = {
         "format": fmt, "rows": rows, "sort_key": sort_key, "schema": schema_to_json(schema),
-        "time_range": [min(t[0] for t in ts), max(t[1] for t in ts)] if ts else None,
+        "time_range": key_range if sort_key == SORT_KEY else None,
         "chunks": [c.to_json() for c in chunks],
     }
+    if sort_key != SORT_KEY:
+        meta["key_range"] = key_range
     meta.update(extra or {})
     size = sum(c.data_size + c.index_size + sum(int(k[1]) for k in c.keys.values())
                for c in chunks)
@@ -138,6 +143,7 @@ class Chunk:
         self._ts: np.ndarray | None = None
         self._ip: np.ndarray | None = None
         self._index: IpIndex | None = None
+        self._touched = 0
         # Comparable numpy forms of columns, made on first use (see datasets.columns).
         self.columns: dict[str, Any] = {}
 
@@ -174,10 +180,28 @@ class Chunk:
     @property
     def index(self) -> IpIndex:
         if self._index is None:
+            if not self.info.index:
+                raise BadRequest("these records have no ip column, so no IP index")
             t = _map_table(str(self._store.blobs.path(self.info.index)))
             comp = _single(t.column(0)).to_numpy(zero_copy_only=True)
             self._index = IpIndex(comp, self.info.exact)
         return self._index
+
+    def warm(self) -> int:
+        """Map the index and times and read every page of them; the bytes now in memory."""
+        idx = self.index.comp
+        ts = self.ts
+        # One read per 4 KiB page pulls the file into the page cache without copying it.
+        self._touched = int(idx[::512].sum()) + int(ts[::512].sum())
+        return int(idx.nbytes + ts.nbytes)
+
+    def drop_index(self) -> None:
+        """Let go of the index mapping (a sleeping shard answers by scanning)."""
+        self._index = None
+
+    @property
+    def index_loaded(self) -> bool:
+        return self._index is not None
 
     def row_range(self, lo_us: int | None, hi_us: int | None) -> tuple[int, int]:
         """Rows ``[r0, r1)`` whose time lies in ``[lo_us, hi_us]`` (binary search)."""
@@ -228,6 +252,15 @@ class RecordsView:
         if self.sort_key != SORT_KEY or self.types.get(IP_KEY) != "ip":
             raise BadRequest(f"{self.dataset} is not an IP/time table (it needs an ip column "
                              "and a ts sort key); query it with /query instead")
+
+    def subset(self, positions: Sequence[int]) -> RecordsView:
+        """The same version restricted to the chunks at ``positions`` (sharing them)."""
+        keep = frozenset(positions)
+        sub = object.__new__(RecordsView)
+        sub.__dict__.update(self.__dict__)
+        sub.chunks = [c for c in self.chunks if c.position in keep]
+        sub.rows = sum(c.info.rows for c in sub.chunks)
+        return sub
 
     def describe(self) -> dict[str, Any]:
         return {"rows": self.rows, "chunks": len(self.chunks), "format": self.meta.get("format"),

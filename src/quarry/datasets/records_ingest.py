@@ -64,6 +64,13 @@ class ChunkWriter:
 
     def write(self, table: pa.Table) -> ChunkInfo:
         table = table.combine_chunks()
+        if "ip" not in table.column_names:
+            # Records of another shape (e.g. API items): zone maps, no IP index.
+            data_id, data_size = self._put(table)
+            info = ChunkInfo(data_id, data_size, None, 0, table.num_rows,
+                             zone_map(table, None), False)
+            self.chunks.append(info)
+            return info
         ip_arr = table.column("ip").chunk(0)
         ips = np.frombuffer(ip_arr.buffers()[1], dtype=np.uint8)[
             ip_arr.offset * 16:(ip_arr.offset + len(ip_arr)) * 16].reshape(-1, 16)

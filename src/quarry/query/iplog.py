@@ -96,9 +96,16 @@ class _Probe:
         self.v4_idx = np.flatnonzero(self.v4)
         self.ip_bytes = ips
 
-    def rows(self, chunk: Chunk, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, chunk: Chunk, r0: int, r1: int,
+             scan: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Rows in ``[r0, r1)`` of ``chunk`` holding one of the addresses, ascending, and the
-        index of the query address each holds."""
+        index of the query address each holds.
+
+        With ``scan`` the chunk's index is not touched (a sleeping shard): every row in the
+        range is compared, a pass over the column instead of two binary searches.
+        """
+        if scan:
+            return self.scan(chunk.ip[r0:r1], r0)
         idx: IpIndex = chunk.index
         owners = self.v4_idx if chunk.info.exact else np.arange(len(self.keys))
         if len(owners) == 0:
@@ -122,6 +129,27 @@ class _Probe:
         # stable (timsort) because the input is one sorted run per address, which it merges.
         packed = np.sort((rows << 16) | qi, kind="stable")
         return packed >> 16, packed & 0xFFFF
+
+
+    def scan(self, ips: np.ndarray, r0: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (plus ``r0``) of rows of ``ips`` holding a query address, and its index."""
+        empty = np.zeros(0, dtype=np.int64)
+        if len(ips) == 0 or len(self.ips) == 0:
+            return empty, empty
+        keys, _ = keys32(ips)
+        cand = np.flatnonzero(np.isin(keys, self.keys))
+        if len(cand) == 0:
+            return empty, empty
+        # Keys of IPv6 addresses are hashes and may collide: match the 16 bytes, and find each
+        # candidate's query address, with one sort of both sets as 16-byte items.
+        qv = np.ascontiguousarray(self.ips).view("V16").ravel()
+        cv = np.ascontiguousarray(ips[cand]).view("V16").ravel()
+        _, inv = np.unique(np.concatenate([qv, cv]), return_inverse=True)
+        owner_of = np.full(len(qv) + len(cv), -1, dtype=np.int64)
+        owner_of[inv[:len(qv)]] = np.arange(len(qv))
+        owner = owner_of[inv[len(qv):]]
+        keep = owner >= 0
+        return cand[keep].astype(np.int64) + r0, owner[keep]
 
 
 def _groups(view: RecordsView, w: Window) -> Iterator[list[Chunk]]:
@@ -158,7 +186,7 @@ def _merge(parts: list[tuple[Chunk, np.ndarray, np.ndarray]], ips: tuple[bytes, 
     return hits
 
 
-def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
+def find_iter(view: RecordsView, q: FindQuery, scan: bool = False) -> Iterator[Hits]:
     """All records of the query's addresses in its window, in order, group by group."""
     view.require_iplog()
     if not q.ips:
@@ -176,7 +204,7 @@ def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
         for c in group:
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 > r0:
-                rows, qi = probe.rows(c, r0, r1)
+                rows, qi = probe.rows(c, r0, r1, scan)
                 if len(rows):
                     parts.append((c, rows, qi))
         hits = _merge(parts, probe.ip_bytes)
@@ -188,12 +216,12 @@ def find_iter(view: RecordsView, q: FindQuery) -> Iterator[Hits]:
             yield hits
 
 
-def find_page(view: RecordsView, q: FindQuery) -> FindPage:
+def find_page(view: RecordsView, q: FindQuery, scan: bool = False) -> FindPage:
     """At most ``limit`` records, and a cursor to the next page if there are more."""
     view.require_iplog()
     got: list[Hits] = []
     n = 0
-    for hits in find_iter(view, q):
+    for hits in find_iter(view, q, scan):
         got.append(hits)
         n += len(hits)
         if n > q.limit:
@@ -210,7 +238,7 @@ def find_page(view: RecordsView, q: FindQuery) -> FindPage:
     return FindPage(merged, None)
 
 
-def membership(view: RecordsView, q: MembershipQuery) -> np.ndarray:
+def membership(view: RecordsView, q: MembershipQuery, scan: bool = False) -> np.ndarray:
     """For each query address (in order), whether it has a record in the window."""
     view.require_iplog()
     found = np.zeros(len(q.ips), dtype=bool)
@@ -225,6 +253,9 @@ def membership(view: RecordsView, q: MembershipQuery) -> np.ndarray:
                 return found
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 <= r0:
+                continue
+            if scan:
+                found[probe.rows(c, r0, r1, True)[1]] = True
                 continue
             sel = todo & probe.v4 if c.info.exact else todo
             if not sel.any():
@@ -251,7 +282,7 @@ class Visits:
     buckets: tuple[np.ndarray, np.ndarray] | None  # bucket starts (s) and counts
 
 
-def visits(view: RecordsView, q: VisitsQuery) -> Visits:
+def visits(view: RecordsView, q: VisitsQuery, scan: bool = False) -> Visits:
     """Every visit of one address in the window (reverse lookup), with counts."""
     view.require_iplog()
     probe = _Probe((q.ip,))
@@ -262,7 +293,7 @@ def visits(view: RecordsView, q: VisitsQuery) -> Visits:
         for c in group:
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 > r0:
-                rows, qi = probe.rows(c, r0, r1)
+                rows, qi = probe.rows(c, r0, r1, scan)
                 if len(rows):
                     chunk_hits.append((c, rows, qi))
         if chunk_hits:
@@ -285,10 +316,43 @@ class Distinct:
     counts: np.ndarray
 
 
-def distinct(view: RecordsView, q: DistinctQuery) -> Distinct:
+@dataclass(frozen=True)
+class AddressCounts:
+    """Distinct addresses as sorted (high, low) 64-bit halves, with their record counts."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def merge(cls, parts: list[AddressCounts]) -> AddressCounts:
+        parts = [p for p in parts if len(p.counts)]
+        if not parts:
+            z = np.zeros(0, dtype=np.uint64)
+            return cls(z, z, np.zeros(0, dtype=np.int64))
+        if len(parts) == 1:
+            return parts[0]
+        return _reduce(np.concatenate([p.hi for p in parts]),
+                       np.concatenate([p.lo for p in parts]),
+                       np.concatenate([p.counts for p in parts]))
+
+
+def _reduce(hi: np.ndarray, lo: np.ndarray, cnt: np.ndarray) -> AddressCounts:
+    order = np.lexsort((lo, hi))
+    hi, lo, cnt = hi[order], lo[order], cnt[order]
+    change = np.flatnonzero((np.diff(hi) != 0) | (np.diff(lo) != 0)) + 1
+    starts = np.concatenate(([0], change))
+    return AddressCounts(hi[starts], lo[starts], np.add.reduceat(cnt, starts))
+
+
+def distinct(view: RecordsView, q: DistinctQuery, scan: bool = False) -> Distinct:
     """Distinct addresses in the window with their record counts (forward lookup)."""
+    return distinct_page(address_counts(view, q.window, scan), q)
+
+
+def address_counts(view: RecordsView, w: Window, scan: bool = False) -> AddressCounts:
+    """Every distinct address in the window with its record count (the mergeable part)."""
     view.require_iplog()
-    w = q.window
     his: list[np.ndarray] = []
     los: list[np.ndarray] = []
     cnts: list[np.ndarray] = []
@@ -297,7 +361,7 @@ def distinct(view: RecordsView, q: DistinctQuery) -> Distinct:
             r0, r1 = c.row_range(w.start_us, w.end_us)
             if r1 <= r0:
                 continue
-            if c.info.exact:
+            if c.info.exact and not scan:
                 # The index is sorted by key: run lengths give the counts without a sort.
                 keys, counts = c.index.key_counts(r0, r1)
                 his.append(np.zeros(len(keys), dtype=np.uint64))
@@ -313,17 +377,17 @@ def distinct(view: RecordsView, q: DistinctQuery) -> Distinct:
                 los.append(lo[starts])
             cnts.append(counts.astype(np.int64))
     if not cnts:
+        return AddressCounts.merge([])
+    if len(cnts) == 1:
+        return AddressCounts(his[0], los[0], cnts[0])
+    return _reduce(np.concatenate(his), np.concatenate(los), np.concatenate(cnts))
+
+
+def distinct_page(ac: AddressCounts, q: DistinctQuery) -> Distinct:
+    """The page of ``q`` (order, offset, limit) out of all the counts."""
+    hi, lo, cnt = ac.hi, ac.lo, ac.counts
+    if not len(cnt):
         return Distinct(0, 0, np.zeros((0, 16), dtype=np.uint8), np.zeros(0, dtype=np.int64))
-    hi = np.concatenate(his)
-    lo = np.concatenate(los)
-    cnt = np.concatenate(cnts)
-    if len(cnts) > 1:
-        order = np.lexsort((lo, hi))
-        hi, lo, cnt = hi[order], lo[order], cnt[order]
-        change = np.flatnonzero((np.diff(hi) != 0) | (np.diff(lo) != 0)) + 1
-        starts = np.concatenate(([0], change))
-        cnt = np.add.reduceat(cnt, starts)
-        hi, lo = hi[starts], lo[starts]
     total_rows = int(cnt.sum())
     if q.order == "count":
         order = np.lexsort((lo, hi, -cnt))  # most records first, then address order

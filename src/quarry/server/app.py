@@ -10,22 +10,34 @@ from starlette.types import Receive, Scope, Send
 
 import quarry
 from quarry import logs
+from quarry.cluster.backends import InProcessBackend
 from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError
 from quarry.server.hotpath import HotRoutes
 from quarry.server.metrics import Metrics
 from quarry.server.middleware import AccessPolicy, ObservedApp
 from quarry.server.responses import error_body
-from quarry.server.routes import datasets, events, keyed, lines, operations, records, versions
+from quarry.server.routes import (
+    datasets,
+    events,
+    keyed,
+    lines,
+    operations,
+    records,
+    shards,
+    stats,
+    versions,
+)
 from quarry.server.settings import ServeSettings
 
-# Route groups, in the order they are matched.
-ROUTES = (operations, lines, records, versions, events, keyed, datasets)  # datasets: a catch-all
-# POST routes that change data (regular expressions over the path); other POSTs (queries,
-# joins, explain) are reads.
+# Route groups, in the order they are matched; datasets last: its /datasets/{name} catches all.
+ROUTES = (operations, lines, shards, records, stats, versions, events, keyed, datasets)
+# POST routes that change data or server state (regular expressions over the whole path);
+# other POSTs (queries, joins, explain, statistics, shard maps) are reads.
 WRITE_POSTS: tuple[str, ...] = (
     r"/datasets/.+/keys",  # accept a suggested key (saved with the dataset's keys)
     r"/datasets/.+/keys/build",  # build keys now
+    r"/shards/[^/]+/(wake|sleep)",  # move a shard in or out of memory
 )
 
 
@@ -53,9 +65,12 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
                   description="Serve big, immutable, versioned datasets fast.")
     metrics = Metrics(engine)
     policy = AccessPolicy(settings.token, settings.host, settings.closed, WRITE_POSTS)
+    # One dispatcher per server process: the records and shards routes share it.
+    dispatcher = shards.make_dispatcher(engine, settings)
     hot = HotRoutes(engine, settings.default_dataset, settings.index_base, metrics,
-                    settings.closed)
+                    settings.closed, hot_records=isinstance(dispatcher.backend, InProcessBackend))
     api.state.metrics = metrics
+    api.state.dispatcher = dispatcher
 
     @api.exception_handler(QuarryError)
     async def quarry_error(request: Request, exc: QuarryError) -> Response:

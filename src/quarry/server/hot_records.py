@@ -9,7 +9,9 @@ percent-escapes, query strings, answers too large to build in the event loop.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import numpy as np
 import orjson
 
 from quarry.datasets.records import KIND, RecordsView
@@ -31,6 +33,7 @@ _DATASETS = b"/datasets/"
 _MEMBER = b"member/"
 # Larger answers go to the ASGI route, which runs in a worker thread.
 HOT_MAX_RECORDS = 10_000
+Membership = Callable[[RecordsView, MembershipQuery], np.ndarray]
 
 
 class CompatDataset:
@@ -113,13 +116,14 @@ class HotRecords:
         return raw_response(200, JSON, orjson.dumps(body))
 
 
-def member_body(view: RecordsView, raw: list[str], start: object,
-                end: object) -> dict[str, object]:
-    """The membership answer, shared by the hot path and the ASGI routes."""
+def member_body(view: RecordsView, raw: list[str], start: object, end: object,
+                membership: Membership = iplog.membership) -> dict[str, object]:
+    """The membership answer, shared by the hot path and the ASGI routes (which pass the
+    dispatcher's ``membership``)."""
     packed = ip_bytes(raw)
     ips = tuple(dict.fromkeys(packed))
     w = window(start, end)  # type: ignore[arg-type]
-    found = iplog.membership(view, MembershipQuery(ips, w))
+    found = membership(view, MembershipQuery(ips, w))
     by_ip = dict(zip(ips, found.tolist(), strict=True))
     members = {r: by_ip[p] for r, p in zip(raw, packed, strict=True)}
     return {"version": view.version,

@@ -28,7 +28,8 @@ _DATA_Q = b"/data?"
 
 class HotRoutes:
     def __init__(self, engine: Engine, default_dataset: str | None, index_base: int,
-                 metrics: Metrics | None = None, closed: tuple[str, ...] = ()) -> None:
+                 metrics: Metrics | None = None, closed: tuple[str, ...] = (),
+                 hot_records: bool = True) -> None:
         self.engine = engine
         self.default_dataset = default_dataset
         self.index_base = index_base
@@ -36,7 +37,9 @@ class HotRoutes:
         # Closed datasets need a token check, which the ASGI route does.
         self.closed = frozenset(closed)
         self.compat = CompatDataset(engine, default_dataset)
-        self.records = HotRecords(engine, self.compat)
+        # Records are answered here only when shards run in this process (the hot path calls
+        # the executors directly); other backends go through the dispatcher in the ASGI app.
+        self.records = HotRecords(engine, self.compat) if hot_records else None
         self._bodies: dict[str, bytes] = {}
 
     def respond(self, method: bytes, url: bytes) -> bytes | None:
@@ -52,8 +55,8 @@ class HotRoutes:
         if b"?" in url:
             return None
         if b"/find/" in url:  # "find" is a reserved segment: never part of a dataset name
-            if self.closed:
-                return None  # the ASGI route checks closed datasets' tokens
+            if self.closed or self.records is None:
+                return None  # the ASGI route checks closed datasets' tokens, or shards run
             start = time.perf_counter()
             resp = self.records.respond(url)
             if resp is not None and self.tally is not None:

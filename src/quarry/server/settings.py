@@ -25,6 +25,16 @@ class ServeSettings:
     log_format: str = "text"
     token: str | None = None
     closed: tuple[str, ...] = ()
+    # Shards (see quarry.cluster): how many a version is split into, and where they run.
+    shards: int = 8
+    shard_workers: int = 0  # > 0: a local process pool of this many workers
+    ray: bool = False  # start a local Ray cluster
+    ray_address: str | None = None  # join this Ray cluster
+    remote: tuple[str, ...] = ()  # remote Quarry servers, one shard each: "URL[,URL...]"
+    replicas: int = 1
+    on_shard_error: str = "fail"  # fail | partial
+    shard_timeout: float = 30.0
+    memory_budget: int | None = None  # bytes of awake shards; None: no limit
     key_budget: int | None = None  # bytes for built keys; None: a fraction of RAM
     key_interval: float = 5.0  # seconds between key builder runs; 0: no background builder
 
@@ -38,4 +48,5 @@ class ServeSettings:
             return cls(data=os.environ.get("QUARRY_HOME", "quarry-data"))
         d = orjson.loads(raw)
         d["closed"] = tuple(d.get("closed", ()))
+        d["remote"] = tuple(d.get("remote", ()))
         return cls(**d)

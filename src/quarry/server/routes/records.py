@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from quarry.cluster.dispatcher import Answer, Dispatcher
+from quarry.datasets.records import RecordsView
 from quarry.engine import Engine
-from quarry.errors import BadRequest, PayloadTooLarge
+from quarry.errors import BadRequest, PayloadTooLarge, ShardUnavailable
 from quarry.formats.ipaddr import format_ips
 from quarry.query import iplog
 from quarry.query.model import (
@@ -23,6 +26,7 @@ from quarry.query.model import (
     Cursor,
     DistinctQuery,
     FindQuery,
+    MembershipQuery,
     VisitsQuery,
     Window,
     check_limit,
@@ -100,6 +104,21 @@ def _window_json(w: Window) -> dict[str, float | None]:
             "end": None if w.end_us is None else w.end_us / 1e6}
 
 
+def _partial(a: Answer[Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Flag an answer some shards could not contribute to (the ``partial`` policy)."""
+    if a.partial:
+        body["partial"] = True
+        body["missing"] = list(a.missing)
+    return body
+
+
+def _headers(a: Answer[Any]) -> dict[str, str]:
+    h = {"x-quarry-version": a.version}
+    if a.partial:
+        h["x-quarry-partial"] = "true"
+    return h
+
+
 def _records(hits: iplog.Hits) -> list[dict[str, Any]]:
     return [{"ip": i, "ts": t} for i, t in zip(hits.ip_list(),
                                                  hits.seconds().tolist(), strict=True)]
@@ -119,19 +138,29 @@ def _ndjson(batches: Iterator[iplog.Hits], limit: int | None) -> Iterator[bytes]
 
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    dispatcher: Dispatcher = api.state.dispatcher
     compat_dataset = CompatDataset(engine, settings.default_dataset)
+
+    def membership(view: RecordsView, q: MembershipQuery) -> np.ndarray:
+        answer = dispatcher.run(view, q)
+        if answer.partial:
+            # The compat shape has no room for a flag: a partial answer would be a silent lie.
+            raise ShardUnavailable("no answer from " + "; ".join(answer.missing))
+        found: np.ndarray = answer.result
+        return found
 
     def compat(dataset: str, ips: str, start: str, end: str) -> Response:
         view = engine.records(dataset)
         q = FindQuery(ip_list(parse_compat_ips(ips)), window(start, end),
                       limit=COMPAT_MAX_RECORDS)
-        page = iplog.find_page(view, q)
+        answer = dispatcher.run(view, q)
+        page: iplog.FindPage = answer.result
         if page.next_cursor is not None:
             raise PayloadTooLarge(f"more than {COMPAT_MAX_RECORDS} records match; page through "
                                   f"them with /datasets/{dataset}/find?cursor=...")
         pairs = list(zip(page.hits.ip_list(), page.hits.seconds().tolist(),
                          strict=True))
-        return _json(pairs)
+        return _json(pairs, _headers(answer))
 
     # Each compat route also without its trailing slash: the catch-all /datasets/{name}
     # would otherwise take it before any slash redirect.
@@ -145,7 +174,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     @api.get("/datasets/{name:path}/find/member/{ips}/{start}/{end}/", tags=["records"],
              summary="Membership in the original route's shape: {ip: true/false}")
     async def member_compat(name: str, ips: str, start: str, end: str) -> Response:
-        return _json(member_body(engine.records(name), parse_compat_ips(ips), start, end))
+        return _json(await run_in_threadpool(
+            member_body, engine.records(name), parse_compat_ips(ips), start, end, membership))
 
     @api.get("/datasets/{name:path}/find/{ips}/{start}/{end}", include_in_schema=False)
     @api.get("/datasets/{name:path}/find/{ips}/{start}/{end}/", tags=["records"],
@@ -164,8 +194,16 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         p = await _params(request)
         raw = _ips(p)
         view = engine.records(name, p.get("version"))
+        answers: list[Answer[Any]] = []
+
+        def run(v: RecordsView, q: MembershipQuery) -> np.ndarray:
+            answers.append(dispatcher.run(v, q))
+            found: np.ndarray = answers[-1].result
+            return found
+
         # Answered under the addresses as the client wrote them (duplicates collapse).
-        return _json(member_body(view, raw, p.get("start"), p.get("end")))
+        body = await run_in_threadpool(member_body, view, raw, p.get("start"), p.get("end"), run)
+        return _json(_partial(answers[0], body), _headers(answers[0]))
 
     def visits(name: str, p: dict[str, Any]) -> Response:
         raw = p.get("ip")
@@ -180,7 +218,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         w = _window(p)
         q = VisitsQuery(ip_list([raw])[0], w, check_limit(_int(p, "limit", DEFAULT_LIMIT)),
                         bucket)
-        v = iplog.visits(view, q)
+        answer = dispatcher.run(view, q)
+        v: iplog.Visits = answer.result
         body: dict[str, Any] = {
             "version": view.version, "ip": raw, "window": _window_json(w), "count": v.count,
             "first": None if v.first_us is None else v.first_us / 1e6,
@@ -189,7 +228,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         }
         if v.buckets is not None:
             body["buckets"] = [[int(s), int(c)] for s, c in zip(*v.buckets, strict=True)]
-        return _json(body)
+        return _json(_partial(answer, body), _headers(answer))
 
     # One operation id per method, so the OpenAPI description stays valid.
     @api.get("/datasets/{name:path}/find/visits", tags=["records"],
@@ -214,13 +253,15 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             raise BadRequest("offset must be >= 0")
         w = _window(p)
         limit = check_limit(_int(p, "limit", DEFAULT_LIMIT))
-        d = iplog.distinct(view, DistinctQuery(w, limit, offset, order))
+        answer = dispatcher.run(view, DistinctQuery(w, limit, offset, order))
+        d: iplog.Distinct = answer.result
         nxt = offset + len(d.counts)
-        return _json({"version": view.version, "window": _window_json(w),
-                      "distinct": d.distinct, "records": d.rows,
-                      "ips": [[i, c] for i, c in zip(format_ips(d.ips).to_pylist(),
-                                                     d.counts.tolist(), strict=True)],
-                      "next_offset": nxt if nxt < d.distinct else None})
+        return _json(_partial(answer, {
+            "version": view.version, "window": _window_json(w),
+            "distinct": d.distinct, "records": d.rows,
+            "ips": [[i, c] for i, c in zip(format_ips(d.ips).to_pylist(),
+                                           d.counts.tolist(), strict=True)],
+            "next_offset": nxt if nxt < d.distinct else None}), _headers(answer))
 
     # One operation id per method, so the OpenAPI description stays valid.
     @api.get("/datasets/{name:path}/find/ips", tags=["records"],
@@ -242,14 +283,19 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         if stream:
             if "limit" in p:
                 check_limit(limit)
+            # Streamed page by page through the dispatcher; a stream cannot be flagged as
+            # partial, so a missing shard ends it early rather than leaving a silent gap.
             return StreamingResponse(
-                _ndjson(iplog.find_iter(view, q), limit if "limit" in p else None),
+                _ndjson(dispatcher.iter_find(view, q, NDJSON_PIECE),
+                        limit if "limit" in p else None),
                 media_type=NDJSON, headers=headers)
         q = FindQuery(q.ips, q.window, check_limit(limit), cursor)
-        page = iplog.find_page(view, q)
-        return _json({"version": view.version, "window": _window_json(q.window),
-                      "count": len(page.hits), "records": _records(page.hits),
-                      "next_cursor": page.next_cursor}, headers)
+        answer = dispatcher.run(view, q)
+        page: iplog.FindPage = answer.result
+        return _json(_partial(answer, {
+            "version": view.version, "window": _window_json(q.window),
+            "count": len(page.hits), "records": _records(page.hits),
+            "next_cursor": page.next_cursor}), _headers(answer))
 
     # One operation id per method, so the OpenAPI description stays valid.
     @api.get("/datasets/{name:path}/find", tags=["records"],

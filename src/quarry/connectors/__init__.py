@@ -1,0 +1,1 @@
+"""Connectors: fetch items from outside sources (a paged HTTP API) into datasets or stats."""

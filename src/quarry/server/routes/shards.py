@@ -1,0 +1,91 @@
+"""Shards over HTTP: their state, memory and load; waking and sleeping them; and the endpoint
+through which another Quarry's dispatcher runs its part of a query here (dispatchers nest).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from quarry.cluster import wire
+from quarry.cluster.backends import BackendSpec, make_backend
+from quarry.cluster.dispatcher import Dispatcher, Policy
+from quarry.cluster.ops import Task
+from quarry.engine import Engine
+from quarry.errors import BadRequest, PayloadTooLarge
+from quarry.server.settings import ServeSettings
+
+MAX_TASK = 8 << 20
+
+
+def make_dispatcher(engine: Engine, settings: ServeSettings) -> Dispatcher:
+    spec = BackendSpec.choose(workers=settings.shard_workers, ray=settings.ray,
+                              ray_address=settings.ray_address, remote=settings.remote,
+                              replicas=settings.replicas, timeout_s=settings.shard_timeout)
+    backend = make_backend(spec, engine, settings.shards, token=settings.token)
+    policy = Policy(on_error=settings.on_shard_error,  # type: ignore[arg-type]
+                    timeout_s=settings.shard_timeout)
+    return Dispatcher(engine, backend, shards=settings.shards, policy=policy,
+                      memory_budget=settings.memory_budget)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    dispatcher: Dispatcher = api.state.dispatcher
+
+    @api.get("/shards", tags=["shards"],
+             summary="Shards laid out so far: state (awake/asleep), memory and load")
+    async def shards(dataset: str | None = None, version: str | None = None) -> Response:
+        if dataset is not None:
+            # Lay the dataset out now, so its shards are listed before any query.
+            await run_in_threadpool(dispatcher.layout_of, dataset, version)
+        status = dispatcher.status()
+        if dataset is not None:
+            status["shards"] = [s for s in status["shards"] if s["dataset"] == dataset]
+        return _json(status)
+
+    @api.post("/shards/map", tags=["shards"],
+              summary="Run a shard task here (another dispatcher's part of a query)")
+    async def shard_map(request: Request) -> Response:
+        raw = await request.body()
+        if len(raw) > MAX_TASK:
+            raise PayloadTooLarge(f"a shard task is at most {MAX_TASK} bytes")
+        task = wire.unpack(raw)
+        if not isinstance(task, Task):
+            raise BadRequest("the body must be a shard task")
+        if task.dataset in settings.closed and not _authorized(request, settings.token):
+            return _json({"error": "unauthorized",
+                          "detail": f"dataset {task.dataset} is closed: send the token"}, 401)
+
+        def run() -> bytes:
+            view = engine.records(task.dataset, task.version)
+            g = dispatcher.gather(view, task.query, task.chunks)
+            return wire.pack({"partial": g.partial, "missing": list(g.missing)})
+
+        body = await run_in_threadpool(run)
+        return Response(body, media_type=wire.MEDIA_TYPE)
+
+    @api.post("/shards/{shard:path}/wake", tags=["shards"],
+              summary="Wake a shard: map its indexes into memory (others may fall asleep)")
+    async def wake(shard: str) -> Response:
+        return _json(await run_in_threadpool(dispatcher.wake, shard))
+
+    @api.post("/shards/{shard:path}/sleep", tags=["shards"],
+              summary="Put a shard to sleep: it answers by scanning until woken")
+    async def sleep(shard: str) -> Response:
+        return _json(await run_in_threadpool(dispatcher.sleep, shard))
+
+
+def _authorized(request: Request, token: str | None) -> bool:
+    if token is None:
+        return False
+    got = request.headers.get("authorization", "")
+    return hmac.compare_digest(got.encode(), f"Bearer {token}".encode())

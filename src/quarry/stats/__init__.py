@@ -1,0 +1,1 @@
+"""Statistics over records: per-chunk partials, merged in bounded memory, then finalised."""

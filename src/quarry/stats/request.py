@@ -1,0 +1,146 @@
+"""Statistics requests as frozen descriptions, and their parsing at the edges (JSON, CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from quarry.errors import BadRequest
+
+# op -> whether it needs a field
+OPS: dict[str, bool] = {
+    "count": False, "top_k": True, "group_count": True, "histogram": True,
+    "distinct_count": True, "min": True, "max": True, "mean": True,
+}
+FILTER_OPS = ("eq", "in", "range", "prefix")
+MAX_K = 100_000
+MAX_AGGREGATES = 32
+MAX_IN = 100_000
+
+
+@dataclass(frozen=True)
+class Filter:
+    field: str
+    op: str  # eq, in, range (inclusive bounds, either may be None), prefix
+    value: Any
+
+    @classmethod
+    def parse(cls, d: Any) -> Filter:
+        if not isinstance(d, Mapping):
+            raise BadRequest(f"a filter must be an object {{field, op, value}}, got {d!r}")
+        field, op, value = d.get("field"), d.get("op"), d.get("value")
+        if not isinstance(field, str) or not field:
+            raise BadRequest(f"filter needs a field name, got {field!r}")
+        if op not in FILTER_OPS:
+            raise BadRequest(f"filter op must be one of {', '.join(FILTER_OPS)}, got {op!r}")
+        if op == "in":
+            if not isinstance(value, list | tuple) or not 0 < len(value) <= MAX_IN:
+                raise BadRequest(f"'in' filter on {field} needs a list of 1 to {MAX_IN} values")
+            value = tuple(value)
+        elif op == "range":
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                raise BadRequest(f"'range' filter on {field} needs [low, high] (inclusive; "
+                                 "null for open)")
+            value = (value[0], value[1])
+        elif op == "prefix":
+            if not isinstance(value, str):
+                raise BadRequest(f"'prefix' filter on {field} needs text")
+        elif value is None or isinstance(value, list | dict):
+            raise BadRequest(f"'eq' filter on {field} needs one value")
+        return cls(field, op, value)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    op: str
+    field: str | None = None
+    k: int = 10  # top_k
+    bucket: float = 3600.0  # histogram: bucket width in seconds (or units of a number field)
+    approx: bool = False  # distinct_count: HyperLogLog instead of exact
+
+    @property
+    def name(self) -> str:
+        if self.op == "count":
+            return "count"
+        extra = {"top_k": f",{self.k}", "histogram": f",{self.bucket:g}",
+                 "distinct_count": ",approx" if self.approx else ""}.get(self.op, "")
+        return f"{self.op}({self.field}{extra})"
+
+    @classmethod
+    def parse(cls, d: Any) -> Aggregate:
+        if isinstance(d, str):
+            return cls.parse_text(d)
+        if not isinstance(d, Mapping):
+            raise BadRequest(f"an aggregate must be an object or text like 'top_k:field:10', "
+                             f"got {d!r}")
+        op = d.get("op")
+        if op not in OPS:
+            raise BadRequest(f"unknown aggregate {op!r}: use one of {', '.join(OPS)}")
+        field = d.get("field")
+        if OPS[op] and (not isinstance(field, str) or not field):
+            raise BadRequest(f"{op} needs a field")
+        k = d.get("k", 10)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise BadRequest(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        bucket = d.get("bucket", 3600.0)
+        if isinstance(bucket, bool) or not isinstance(bucket, int | float) or not bucket > 0:
+            raise BadRequest(f"bucket must be a positive number of seconds, got {bucket!r}")
+        approx = d.get("approx", False)
+        if not isinstance(approx, bool):
+            raise BadRequest(f"approx must be true or false, got {approx!r}")
+        return cls(op, field if OPS[op] else None, k, float(bucket), approx)
+
+    @classmethod
+    def parse_text(cls, text: str) -> Aggregate:
+        """``count``, ``top_k:FIELD[:K]``, ``histogram:FIELD[:SECONDS]``,
+        ``distinct_count:FIELD[:approx]``, ``group_count:FIELD``, ``min:FIELD``…"""
+        op, *rest = text.strip().split(":")
+        d: dict[str, Any] = {"op": op}
+        if rest:
+            d["field"] = rest[0]
+        if len(rest) > 2:
+            raise BadRequest(f"aggregate {text!r} has too many parts")
+        if len(rest) == 2:
+            arg = rest[1]
+            try:
+                if op == "top_k":
+                    d["k"] = int(arg)
+                elif op == "histogram":
+                    d["bucket"] = float(arg)
+                elif op == "distinct_count" and arg in ("approx", "exact"):
+                    d["approx"] = arg == "approx"
+                else:
+                    raise ValueError(arg)
+            except ValueError:
+                raise BadRequest(f"aggregate {text!r}: unexpected {arg!r}") from None
+        return cls.parse(d)
+
+
+@dataclass(frozen=True)
+class StatsRequest:
+    aggregates: tuple[Aggregate, ...]
+    filters: tuple[Filter, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.aggregates) <= MAX_AGGREGATES:
+            raise BadRequest(f"ask for 1 to {MAX_AGGREGATES} aggregates")
+
+    def columns(self) -> tuple[str, ...]:
+        """Every column the request reads, in a stable order."""
+        names = [a.field for a in self.aggregates if a.field] + [f.field for f in self.filters]
+        return tuple(dict.fromkeys(n for n in names if n))
+
+    @classmethod
+    def parse(cls, doc: Any) -> StatsRequest:
+        if not isinstance(doc, Mapping):
+            raise BadRequest("the stats request must be a JSON object with 'aggregates'")
+        aggs = doc.get("aggregates")
+        if not isinstance(aggs, Sequence) or isinstance(aggs, str):
+            raise BadRequest("'aggregates' must be a list, e.g. [\"count\", "
+                             "{\"op\": \"top_k\", \"field\": \"food_id\", \"k\": 10}]")
+        filters = doc.get("filters") or []
+        if not isinstance(filters, Sequence) or isinstance(filters, str):
+            raise BadRequest("'filters' must be a list of {field, op, value}")
+        return cls(tuple(Aggregate.parse(a) for a in aggs),
+                   tuple(Filter.parse(f) for f in filters))
