@@ -35,7 +35,7 @@ class BadRequest(QuarryError):
 
 class Unauthorized(QuarryError):
     status = 401
-    exit_code = 9
+    exit_code = 11
     error = "unauthorized"
 
 
