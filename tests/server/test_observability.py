@@ -149,3 +149,24 @@ def test_events_of_closed_datasets_need_the_token(engine: Engine, store: Store) 
     assert '"dataset":"open"' in anon and "secret" not in anon
     both = c.get("/events", params={"since": 0, "limit": 2}, headers=auth).text
     assert "secret" in both and '"dataset":"open"' in both
+
+
+def test_writes_without_the_token_are_refused_and_change_nothing(
+        engine: Engine, store: Store) -> None:
+    c = make_client(engine, token="t0k")
+    auth = {"authorization": "Bearer t0k"}
+    assert c.put("/datasets/doc", content=b"v1", headers=auth).status_code == 201
+    head = store.head("doc")
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "t0k"}):
+        r = c.put("/datasets/doc", content=b"v2", headers=headers)
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+        assert c.put("/datasets/doc/aliases/prod", headers=headers).status_code == 401
+        assert c.delete("/datasets/doc/aliases/prod", headers=headers).status_code == 401
+        assert c.put("/datasets/new", content=b"x", headers=headers).status_code == 401
+    assert store.head("doc") == head and store.aliases("doc") == {}
+    assert "new" not in store.datasets()
+    assert c.get("/datasets/doc/data").content == b"v1"  # reads stay open
+    # Beyond loopback and without a token, every write is refused.
+    public = make_client(engine, host="0.0.0.0")
+    assert public.put("/datasets/doc", content=b"v3").status_code == 401
+    assert store.head("doc") == head
