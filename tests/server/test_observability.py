@@ -170,3 +170,19 @@ def test_writes_without_the_token_are_refused_and_change_nothing(
     public = make_client(engine, host="0.0.0.0")
     assert public.put("/datasets/doc", content=b"v3").status_code == 401
     assert store.head("doc") == head
+
+
+def test_query_and_ingest_metrics(engine: Engine, store: Store) -> None:
+    from quarry.datasets.records_ingest import ingest
+    from quarry.formats.textblocks import expand_sources
+
+    ingest(store, "ips", expand_sources([str(FIXTURES / "iplog" / "1k.csv")]))
+    c = make_client(engine)
+    assert c.put("/datasets/doc", content=b"12345").status_code == 201
+    assert c.post("/datasets/ips/find/member", json={"ips": ["1.1.1.1"]}).status_code == 200
+    assert c.post("/datasets/ips/stats", json={"aggregates": ["count"]}).status_code == 200
+    s = samples(c.get("/metrics").text)
+    assert s[("quarry_ingest_bytes_total", (("dataset", "doc"),))] == 5
+    assert s[("quarry_queries_total",
+              (("dataset", "ips"), ("key", "ip-index"), ("kind", "member")))] == 1
+    assert s[("quarry_queries_total", (("dataset", "ips"), ("key", ""), ("kind", "stats")))] == 1

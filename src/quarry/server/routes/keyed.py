@@ -67,6 +67,7 @@ def _arrow(t: pa.Table) -> bytes:
 
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    metrics = api.state.metrics
     if settings.key_budget is not None:
         engine.key_budget = settings.key_budget
     builder = KeyBuilder(engine, interval=settings.key_interval or 5.0)
@@ -81,6 +82,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             return StreamingResponse(_ndjson(pieces), media_type=NDJSON,
                                      headers={"x-quarry-version": version})
         page = service.query(engine, name, body)
+        metrics.query(name, "query", page.stats.key or "")
         out: dict[str, Any] = {"version": page.version, "count": page.table.num_rows,
                                "rows": to_records(page.table), "next_cursor": page.next_cursor}
         if body.get("explain"):

@@ -138,6 +138,7 @@ def _ndjson(batches: Iterator[iplog.Hits], limit: int | None) -> Iterator[bytes]
 
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    metrics = api.state.metrics
     dispatcher: Dispatcher = api.state.dispatcher
     compat_dataset = CompatDataset(engine, settings.default_dataset)
 
@@ -194,6 +195,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         p = await _params(request)
         raw = _ips(p)
         view = engine.records(name, p.get("version"))
+        metrics.query(name, "member", "ip-index")
         answers: list[Answer[Any]] = []
 
         def run(v: RecordsView, q: MembershipQuery) -> np.ndarray:
@@ -212,6 +214,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         if not isinstance(raw, str):
             raise BadRequest("give one IP address: ip=a")
         view = engine.records(name, p.get("version"))
+        metrics.query(name, "visits", "ip-index")
         bucket = _int(p, "bucket", 0) or None
         if bucket is not None and bucket < 1:
             raise BadRequest("bucket must be a positive number of seconds")
@@ -245,6 +248,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     def distinct(name: str, p: dict[str, Any]) -> Response:
         view = engine.records(name, p.get("version"))
+        metrics.query(name, "distinct_ips", "ip-index")
         order = p.get("order", "count")
         if order not in ("count", "ip"):
             raise BadRequest("order must be count or ip")
@@ -277,6 +281,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         cursor = Cursor.decode(p["cursor"]) if p.get("cursor") else None
         version = p.get("version") or (cursor.version if cursor else None)
         view = engine.records(name, version)
+        metrics.query(name, "find", "ip-index")
         limit = _int(p, "limit", DEFAULT_LIMIT)
         q = FindQuery(ip_list(_ips(p)), _window(p), 1, cursor)
         headers = {"x-quarry-version": view.version}

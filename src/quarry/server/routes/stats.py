@@ -45,6 +45,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             raise BadRequest("version must be text")
         # Scanning is blocking numpy/Arrow work: keep it off the event loop.
         out, headers = await run_in_threadpool(run, name, req, version)
+        api.state.metrics.query(name, "stats", "")
         return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY),
                         media_type="application/json", headers=headers)
 

@@ -191,4 +191,6 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             raise BadRequest(str(e)) from None
         headers = {"etag": f'"{res.version}"', "x-quarry-version": res.version,
                    "location": f"/datasets/{name}/data?version={res.version}"}
+        if res.created:
+            request.app.state.metrics.ingested.labels(name).inc(res.snapshot.size)
         return _json(commit_json(res), 201 if res.created else 200, headers)
