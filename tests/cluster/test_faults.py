@@ -51,16 +51,21 @@ def _kill(pid: int) -> None:
 
 
 def test_down_server_fails_the_query_naming_it(server: str, doomed: tuple[str, int],
-                                               data_dir: Path, view: RecordsView) -> None:
+                                               data_dir: Path, view: RecordsView,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     url, pid = doomed
     _kill(pid)
     d = Dispatcher(Engine(data_dir), RemoteBackend(((server,), (url,)), timeout_s=5))
     try:
-        with pytest.raises(ShardUnavailable) as e:
+        with caplog.at_level("WARNING", logger="quarry"), \
+                pytest.raises(ShardUnavailable) as e:
             d.run(view, Q)
         assert url in e.value.detail and "unreachable" in e.value.detail
     finally:
         d.close()
+    # The shard's error is logged with the dataset and version it concerns.
+    rec = next(r for r in caplog.records if r.name == "quarry.shards")
+    assert rec.q_dataset == view.dataset and rec.q_version == view.version  # type: ignore[attr-defined]
 
 
 def test_down_server_gives_a_partial_answer_by_policy(server: str, doomed: tuple[str, int],

@@ -9,6 +9,7 @@ leaves an answer flagged as partial that lists what is missing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from quarry.cluster.shards import Lifecycle, ShardSpec, layout
 from quarry.datasets.records import RecordsView
 from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError, ShardTimeout, ShardUnavailable
+from quarry.logs import LOGGER, fields
 
 R = TypeVar("R")
 OnError = Literal["fail", "partial"]
@@ -59,6 +61,8 @@ class Gathered:
     partial: Any  # the combined partial of the shards that answered
     shards: int
     missing: tuple[str, ...]
+
+log = logging.getLogger(LOGGER + ".shards")
 
 
 class Dispatcher:
@@ -226,6 +230,13 @@ class _Call:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def _log(self, what: str, why: str) -> None:
+        log.warning("shard %s of %s@%s %s (attempt %d): %s", self.task.shard or self.spec.index,
+                    self.task.dataset, self.task.version[:12], what, self.attempt + 1, why,
+                    extra=fields(dataset=self.task.dataset, version=self.task.version,
+                                 shard=self.task.shard or str(self.spec.index),
+                                 attempt=self.attempt + 1))
+
     def result(self) -> Outcome:
         errors: list[str] = []
         try:
@@ -236,6 +247,7 @@ class _Call:
                 except TimeoutError:
                     self.future.cancel()
                     target = getattr(self.future, "quarry_target", None)
+                    self._log("timed out", f"no answer within {self.policy.timeout_s:g}s")
                     raise ShardTimeout((f"{target}: " if target else "")
                                        + f"no answer within {self.policy.timeout_s:g}s"
                                        + (f" (after {'; '.join(errors)})" if errors else "")
@@ -245,6 +257,7 @@ class _Call:
                             not _is_retryable_name(e):
                         raise
                     errors.append(_describe(e))
+                    self._log("failed", errors[-1])
                     on_failure = getattr(self.backend, "on_failure", None)
                     if on_failure is not None:
                         on_failure(e)
