@@ -202,9 +202,17 @@ class LinesView:
                 "linked": self.link is not None}
 
 
+# Mappings up to this size are pre-faulted (MAP_POPULATE): random line reads otherwise take a
+# page-table fault on the first touch of every page in every worker, even when the file is in
+# the page cache. Bigger files fault in as they are read.
+POPULATE_MAX = 8 << 30
+
+
 def _map(path: Path) -> mmap.mmap | bytes:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return b""
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        populate = getattr(mmap, "MAP_POPULATE", 0) if size <= POPULATE_MAX else 0
+        return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | populate,
+                         prot=mmap.PROT_READ)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -102,4 +104,16 @@ def app_from_env() -> QuarryApp:
     logs.configure(settings.log_format, settings.log_level)
     engine = Engine(settings.data, refresh_interval=settings.refresh_interval,
                     key_budget=settings.key_budget)
+    _open_line_datasets(engine)
     return create_app(engine, settings)
+
+
+def _open_line_datasets(engine: Engine, limit: int = 16) -> None:
+    """Open (and so pre-fault) the lines datasets before the worker takes requests, so the
+    first requests do not wait while a mapping is populated."""
+    store = engine.store
+    for name in store.datasets()[:limit]:
+        head = store.head(name)
+        if head is not None and store.snapshot(head).kind == "lines":
+            with contextlib.suppress(QuarryError):
+                engine.lines(name)
