@@ -20,6 +20,12 @@ log = logging.getLogger(LOGGER + ".http")
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 
 
+def bearer_matches(header: str, token: str | None) -> bool:
+    """Whether an ``Authorization`` header value carries ``token`` (constant-time compare)."""
+    return (token is not None and header.startswith("Bearer ")
+            and hmac.compare_digest(header[7:].strip(), token))
+
+
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return True
@@ -68,8 +74,7 @@ class AccessPolicy:
             if closed is not None and not write:
                 return 401, f"dataset {closed} is closed and this server has no token"
             return None
-        given = headers.get(b"authorization", b"").decode("latin-1")
-        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), self.token):
+        if bearer_matches(headers.get(b"authorization", b"").decode("latin-1"), self.token):
             return None
         what = "writes need" if write else f"reads of {closed} need"
         return 401, f"{what} a token: send 'Authorization: Bearer <token>'"

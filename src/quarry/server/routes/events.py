@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import hmac
 import time
 from collections.abc import AsyncIterator
 
@@ -19,6 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from quarry.engine import Engine
 from quarry.errors import BadRequest
+from quarry.server.middleware import bearer_matches
 from quarry.server.settings import ServeSettings
 from quarry.store.journal import Event
 
@@ -67,9 +67,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         """Closed datasets whose events this client may not see (no valid token)."""
         if not settings.closed:
             return frozenset()
-        given = request.headers.get("authorization", "")
-        if settings.token and given.startswith("Bearer ") and hmac.compare_digest(
-                given[7:].strip(), settings.token):
+        if bearer_matches(request.headers.get("authorization", ""), settings.token):
             return frozenset()
         return frozenset(settings.closed)
 

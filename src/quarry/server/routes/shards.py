@@ -4,7 +4,6 @@ through which another Quarry's dispatcher runs its part of a query here (dispatc
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
@@ -18,6 +17,7 @@ from quarry.cluster.dispatcher import Dispatcher, Policy
 from quarry.cluster.ops import Task
 from quarry.engine import Engine
 from quarry.errors import BadRequest, PayloadTooLarge
+from quarry.server.middleware import bearer_matches
 from quarry.server.settings import ServeSettings
 
 MAX_TASK = 8 << 20
@@ -85,7 +85,4 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
 
 def _authorized(request: Request, token: str | None) -> bool:
-    if token is None:
-        return False
-    got = request.headers.get("authorization", "")
-    return hmac.compare_digest(got.encode(), f"Bearer {token}".encode())
+    return bearer_matches(request.headers.get("authorization", ""), token)
