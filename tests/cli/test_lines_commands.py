@@ -81,3 +81,13 @@ def test_real_process_exit_code(tmp_path: Path) -> None:
                        capture_output=True, text=True)
     assert r.returncode == 3
     assert "error: no dataset named 'nope'" in r.stderr
+
+
+def test_errors_are_one_unwrapped_line_with_brackets_kept(tmp_path: Path) -> None:
+    # Rich wraps at the terminal width and eats [markup]; an error names a path users copy.
+    deep = tmp_path / ("x" * 60) / "[not-markup]" / "missing.txt"
+    r = runner.invoke(app, ["put", "frank", str(deep), "--data", str(tmp_path / "d")],
+                      env={"COLUMNS": "40"})
+    assert r.exit_code != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(deep) in lines[0] and lines[0].startswith("error:")

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -33,7 +34,9 @@ BaseOpt = Annotated[int, typer.Option("--index-base", help="Number lines from 0 
 
 
 def fail(e: QuarryError) -> None:
-    err.print(f"[red]error:[/red] {e.detail}", highlight=False, markup=True)
+    # soft_wrap: an error names paths and lines users grep for and copy, so rich must not
+    # break it at the terminal width; escape: a detail may hold brackets rich reads as markup.
+    err.print(f"[red]error:[/red] {escape(e.detail)}", highlight=False, soft_wrap=True)
     raise typer.Exit(e.exit_code)
 
 
@@ -45,7 +48,8 @@ def errors() -> Iterator[None]:
     except QuarryError as e:
         fail(e)
     except OSError as e:
-        err.print(f"[red]error:[/red] {e.strerror or e}: {e.filename or ''}", highlight=False)
+        what = f"{e.strerror or e}: {e.filename or ''}"
+        err.print(f"[red]error:[/red] {escape(what)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import typer
+from rich.markup import escape
 
 from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out, progress_bar
 from quarry.datasets.records_ingest import DEFAULT_CHUNK_ROWS, FORMATS, IngestReport, ingest
@@ -59,8 +60,9 @@ def _report(rep: IngestReport, rejects: Path | None) -> None:
               soft_wrap=True)
     if rep.rejected:
         err.print(f"[yellow]skipped {rep.rejected:,} malformed line(s)[/yellow]"
-                  + (f", kept in {rejects}" if rejects else " (keep them with --rejects FILE)"),
-                  highlight=False)
+                  + (f", kept in {escape(str(rejects))}" if rejects
+                     else " (keep them with --rejects FILE)"),
+                  highlight=False, soft_wrap=True)
         for r in rep.first_rejects:
             err.print(f"  {r.source}:{r.line}: {r.text[:160]}", highlight=False, markup=False,
                       soft_wrap=True)
