@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from quarry.datasets.columns import column
 from quarry.datasets.records import Chunk
+from quarry.errors import Corrupt
 from quarry.query.filters import Cond
 
 MAX_BITS = 63  # one spare bit: (prefix + 1) << shift never overflows
@@ -148,6 +149,69 @@ class ChunkKey:
         return cls(tuple(used), tuple(bits), domains, comp[order],
                    order.astype(np.uint32))
 
+    @classmethod
+    def merge(cls, parts: Sequence[ChunkKey], sizes: Sequence[int]) -> ChunkKey | None:
+        """One key over several chunks' keys, rows numbered across them (chunk ``i``'s row
+        ``r`` becomes ``sum(sizes[:i]) + r``): a lookup is then one search for the whole
+        version instead of one per chunk. Codes are re-ranked in version-wide domains; the
+        fields kept are the chunks' common leading ones that still fit in 63 bits (None: none).
+        """
+        if not parts or len(parts) != len(sizes):
+            return None
+        nf = min(len(p.fields) for p in parts)
+        while nf and any(p.fields[:nf] != parts[0].fields[:nf] for p in parts):
+            nf -= 1
+        domains: list[Any] = []
+        remaps: list[list[np.ndarray]] = []
+        bits: list[int] = []
+        for i in range(nf):
+            doms = [p.domains[i] for p in parts]
+            if isinstance(doms[0], pa.Array):
+                if not all(isinstance(d, pa.Array) and d.type == doms[0].type for d in doms):
+                    break
+                u = pc.unique(pa.chunked_array(doms, doms[0].type))
+                g: Any = u.take(pc.sort_indices(u))
+                maps = [np.asarray(pc.index_in(d, value_set=g), dtype=np.int64) for d in doms]
+                size = len(g)
+            else:
+                g = np.unique(np.concatenate(doms))  # NaNs collapse into one, ranked last
+                maps = [np.searchsorted(g, d).astype(np.int64) for d in doms]
+                size = len(g)
+            nbits = max(1, size.bit_length())
+            if sum(bits) + nbits > MAX_BITS:
+                break
+            # A chunk's null code (its domain's length) becomes the version's.
+            remaps.append([np.append(m, size) for m in maps])
+            domains.append(g)
+            bits.append(nbits)
+        if not bits:
+            return None
+        total = sum(bits)
+        n = int(sum(sizes))
+        rdt = np.uint32 if n < 1 << 32 else np.uint64
+        comps, rows = [], []
+        offset = 0
+        for j, (p, size) in enumerate(zip(parts, sizes, strict=True)):
+            if len(p.rows) != size or (size and int(p.rows.max()) >= size):
+                # Readers gather rows by these numbers without bounds per chunk.
+                raise Corrupt(f"a key on {','.join(p.fields)} does not match its chunk")
+            comp = np.zeros(len(p.comp), dtype=np.uint64)
+            shift = total
+            for i, b in enumerate(bits):
+                shift -= b
+                mask = np.uint64((1 << p.bits[i]) - 1)
+                code = ((p.comp >> np.uint64(p.shifts[i])) & mask).astype(np.int64)
+                comp |= remaps[i][j][code].astype(np.uint64) << np.uint64(shift)
+            comps.append(comp)
+            rows.append(p.rows.astype(rdt) + np.array(offset, dtype=rdt))
+            offset += int(size)
+        # Re-ranking is monotonic, so each chunk's part is still sorted: the stable sort
+        # (timsort) only merges the runs.
+        comp = np.concatenate(comps)
+        order = np.argsort(comp, kind="stable")
+        return cls(tuple(parts[0].fields[:len(bits)]), tuple(bits), domains, comp[order],
+                   np.concatenate(rows)[order])
+
     # -- lookups ------------------------------------------------------------------------
     def _codes_in(self, i: int, values: tuple[Any, ...]) -> np.ndarray:
         dom = self.domains[i]
@@ -189,6 +253,10 @@ class ChunkKey:
     def lookup(self, conds: Mapping[str, Cond]) -> tuple[np.ndarray, tuple[str, ...]] | None:
         """Ascending rows that satisfy the conditions on the leading fields this key serves,
         and those fields; None when the key serves none of them."""
+        first = conds.get(self.fields[0])
+        if first is not None and first.op == "in" and len(first.values) == 1 and (
+                len(self.fields) == 1 or self.fields[1] not in conds):
+            return self._point(first.values[0]), self.fields[:1]
         prefixes = np.zeros(1, dtype=np.uint64)
         used: list[str] = []
         interval: tuple[int, int] | None = None
@@ -223,6 +291,19 @@ class ChunkKey:
         a = np.searchsorted(self.comp, lo, "left")
         z = np.searchsorted(self.comp, hi, "left")
         return _gather(self.rows, a, z), tuple(used)
+
+    def _point(self, value: Any) -> np.ndarray:
+        """Rows whose first field equals ``value`` (the lookup above without its arrays of
+        prefixes: a point lookup's cost is a few binary searches)."""
+        code = self._codes_in(0, (value,))
+        if not len(code):
+            return np.zeros(0, dtype=np.int64)
+        shift = self.shifts[0]
+        a, z = self.comp.searchsorted(np.array([int(code[0]) << shift,
+                                                (int(code[0]) + 1) << shift], np.uint64))
+        out = self.rows[a:z].astype(np.int64)
+        out.sort()
+        return out
 
     def starts(self) -> np.ndarray:
         """Where each code of the first field starts in the sorted key (one extra entry at the

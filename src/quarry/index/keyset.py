@@ -33,6 +33,31 @@ class Key:
     chunks: dict[int, ChunkKey] = field(default_factory=dict)  # built keys: by chunk position
     nbytes: int = 0
     uses: int = 0  # queries and joins planned with this key (statistics, not exact under races)
+    # Declared keys: the key over the whole version (see ``ChunkKey.merge``) for the chunk
+    # positions it was made from, made on first use. It is held in memory (12 bytes a row
+    # plus the domains) beside the mapped blobs; built keys have none, as it would take
+    # twice their share of the key budget.
+    _whole: tuple[tuple[int, ...], ChunkKey | None] | None = field(default=None, repr=False,
+                                                                   compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def whole(self, view: RecordsView, positions: tuple[int, ...]) -> ChunkKey | None:
+        """The version-wide key of ``view`` (whose chunks are at ``positions``); None when a
+        chunk has no part of this key, no field fits, or the key is not declared."""
+        if self.source != "declared":
+            return None
+        hit = self._whole
+        if hit is not None and hit[0] == positions:
+            return hit[1]
+        with self._lock:
+            hit = self._whole
+            if hit is None or hit[0] != positions:
+                parts = [self.chunk_key(c) for c in view.chunks]
+                merged = None if any(p is None for p in parts) else ChunkKey.merge(
+                    [p for p in parts if p is not None], [c.info.rows for c in view.chunks])
+                hit = (positions, merged)
+                self._whole = hit
+        return hit[1]
 
     def chunk_key(self, chunk: Chunk) -> ChunkKey | None:
         if self.source != "declared":
@@ -49,9 +74,12 @@ class Key:
 
 
 def warm_keys(view: RecordsView, keys: tuple[Key, ...]) -> int:
-    """Open and touch every page of the view's declared keys (see ``RecordsView.warm``)."""
+    """Open and touch every page of the view's declared keys (see ``RecordsView.warm``) and
+    make their version-wide forms."""
     total = 0
+    positions = tuple(c.position for c in view.chunks)
     for k in keys:
+        k.whole(view, positions)
         for c in view.chunks:
             ck = k.chunk_key(c)
             if ck is not None and k.source == "declared":

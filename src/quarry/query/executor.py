@@ -21,6 +21,7 @@ from quarry.formats import tabular
 from quarry.formats.ipaddr import format_ips
 from quarry.index.keyset import Key
 from quarry.query.filters import Cond, Query, RowCursor
+from quarry.query.lean import lean_page
 from quarry.query.planner import KeyScore, choose, primary
 
 
@@ -37,6 +38,9 @@ class Stats:
     rows_matched: int = 0
     keyed_fields: list[str] = field(default_factory=list)
     post_filters: list[str] = field(default_factory=list)
+    # chunks: zone maps, a lookup and post-filters per chunk; version key / chunk keys: the
+    # lean path (the key answers the query alone; one gather of the rows).
+    path: str = "chunks"
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -191,6 +195,12 @@ def run_page(view: RecordsView, q: Query, keys: Sequence[Key]) -> Page:
     if q.cursor is not None and q.cursor.version != view.version:
         raise AssertionError("the caller opens the cursor's version")
     key, stats = plan(view, q, keys)
+    if key is not None and not stats.post_filters:
+        lean = lean_page(view, q, key)
+        if lean is not None:
+            stats.path = "version key" if lean.whole else "chunk keys"
+            stats.rows_examined = stats.rows_matched = lean.matched
+            return Page(view.version, lean.table, lean.next_cursor, stats)
     parts: list[pa.Table] = []
     got = 0
     last: tuple[int, int] | None = None
