@@ -30,6 +30,7 @@ from numpy.lib.stride_tricks import as_strided
 from quarry.datasets.records import RecordsView
 
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+SMALL = 64  # rows up to which strings are made from Python objects (see VersionColumns._build)
 
 
 def _fixed_width(t: pa.DataType) -> int:
@@ -54,7 +55,7 @@ class _Span:
     """Same-typed arrays (columns x chunks) as one indexable numpy view: element
     ``delta[k, i] + r`` is ``parts[k][i][r]``."""
 
-    def __init__(self, parts: Sequence[Sequence[np.ndarray]]) -> None:
+    def __init__(self, parts: Sequence[Sequence[np.ndarray]], firsts: np.ndarray) -> None:
         self.parts = [list(p) for p in parts]  # kept: the span does not own their memory
         flat = [a for p in parts for a in p]
         w = flat[0].itemsize
@@ -70,10 +71,12 @@ class _Span:
             len(parts), -1)
         self.values = as_strided(flat[low], shape=((end - base) // w,), strides=(w,),
                                  writeable=False)
+        self.at = self.delta - firsts[None, :]
 
-    def take(self, chunk_of: np.ndarray, local: np.ndarray) -> np.ndarray:
-        """``(columns, rows)``: each column's values at the rows, in one indexing."""
-        return self.values[self.delta.take(chunk_of, axis=1) + local]  # type: ignore[no-any-return]
+    def take(self, chunk_of: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``(columns, rows)``: each column's values at version-wide ``rows`` of chunks
+        ``chunk_of``, in one indexing (``at`` folds in the chunks' first row numbers)."""
+        return self.values[self.at.take(chunk_of, axis=1) + rows]  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -89,6 +92,7 @@ class _Column:
     remap_at: np.ndarray | None = None
     lens: np.ndarray | None = None
     data: np.ndarray | None = None
+    text: np.ndarray | None = None  # the same values as Python strings (object array)
 
 
 @dataclass
@@ -101,7 +105,7 @@ class _Plan:
     valid: tuple[_Span, list[int]] | None
 
 
-def _plan(schema: pa.Schema, cols: list[_Column]) -> _Plan:
+def _plan(schema: pa.Schema, cols: list[_Column], firsts: np.ndarray) -> _Plan:
     groups: dict[str, list[int]] = {}
     for i, c in enumerate(cols):
         if c.raw is not None:
@@ -109,7 +113,8 @@ def _plan(schema: pa.Schema, cols: list[_Column]) -> _Plan:
     spans = []
     for members in groups.values():
         try:
-            spans.append((_Span([cols[i].raw for i in members]), members))  # type: ignore[misc]
+            spans.append((_Span([cols[i].raw for i in members], firsts),  # type: ignore[misc]
+                          members))
         except ValueError:
             for i in members:  # gathered per chunk by Arrow instead
                 cols[i] = _Column(cols[i].field, "arrow", cols[i].arrays)
@@ -117,7 +122,8 @@ def _plan(schema: pa.Schema, cols: list[_Column]) -> _Plan:
     valid = None
     if nullable:
         try:
-            valid = (_Span([cols[i].valid for i in nullable]), nullable)  # type: ignore[misc]
+            valid = (_Span([cols[i].valid for i in nullable], firsts),  # type: ignore[misc]
+                     nullable)
         except ValueError:
             for i in nullable:
                 cols[i] = _Column(cols[i].field, "arrow", cols[i].arrays)
@@ -181,8 +187,10 @@ class VersionColumns:
             offsets = np.append(offsets, offsets[-1])
             data = np.frombuffer(merged.buffers()[2] or b"", dtype=np.uint8)
             remap = np.concatenate(remaps)
+            text = np.asarray(merged.to_numpy(zero_copy_only=False), dtype=object)
             return _Column(f.with_type(f.type.value_type), "dict", arrays, codes, valid,
-                           offsets[:-1][remap], at, np.diff(offsets)[remap], data)
+                           offsets[:-1][remap], at, np.diff(offsets)[remap], data,
+                           np.append(text, "")[remap])
         plain = f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
         return _Column(plain, "arrow", arrays)
 
@@ -195,7 +203,8 @@ class VersionColumns:
                     names = self.schema.names if fields is None else list(fields)
                     cols = [self._column(n) for n in names]
                     hit = _plan(pa.schema([c.field for c in cols],
-                                          metadata=self.schema.metadata), cols)
+                                          metadata=self.schema.metadata), cols,
+                                self.offsets[:-1])
                     self._plans[fields] = hit
         return hit
 
@@ -206,27 +215,32 @@ class VersionColumns:
         n = len(rows)
         if n and not (rows[0] >= 0 and rows[-1] < self.rows):
             raise IndexError(f"row numbers out of range: {rows[0]}..{rows[-1]} of {self.rows}")
-        chunk_of = np.searchsorted(self.offsets, rows, "right") - 1
-        local = rows - self.offsets[chunk_of]
+        chunk_of = self.offsets.searchsorted(rows, "right") - 1
         raw: list[np.ndarray | None] = [None] * len(plan.cols)
         ok: list[np.ndarray | None] = [None] * len(plan.cols)
         for span, members in plan.values:
-            got = span.take(chunk_of, local)
+            got = span.take(chunk_of, rows)
             for j, i in enumerate(members):
                 raw[i] = got[j]
         if plan.valid is not None:
-            got = plan.valid[0].take(chunk_of, local).view(bool)
+            got = plan.valid[0].take(chunk_of, rows).view(bool)
             for j, i in enumerate(plan.valid[1]):
                 ok[i] = got[j]
-        arrays = [self._build(c, raw[i], ok[i], rows, chunk_of, local)
-                  for i, c in enumerate(plan.cols)]
+        arrays = []
+        for c, v, valid in zip(plan.cols, raw, ok, strict=True):
+            if c.kind == "fixed" and valid is None:  # the common case, inline
+                arrays.append(pa.Array.from_buffers(c.field.type, n, [None, pa.py_buffer(v)],
+                                                    null_count=0))
+            else:
+                arrays.append(self._build(c, v, valid, rows, chunk_of))
         return pa.Table.from_arrays(arrays, schema=plan.schema)
 
     def _build(self, col: _Column, v: np.ndarray | None, ok: np.ndarray | None,
-               rows: np.ndarray, chunk_of: np.ndarray, local: np.ndarray) -> pa.Array:
+               rows: np.ndarray, chunk_of: np.ndarray) -> pa.Array:
         n = len(rows)
         if col.kind == "arrow" or v is None:
-            cuts = np.searchsorted(rows, self.offsets)
+            local = rows - self.offsets[chunk_of]
+            cuts = rows.searchsorted(self.offsets)
             taken = [a.take(pa.array(local[cuts[i]:cuts[i + 1]]))
                      for i, a in enumerate(col.arrays) if cuts[i + 1] > cuts[i]]
             if not taken:
@@ -244,9 +258,15 @@ class VersionColumns:
                                          null_count=nulls)
         assert col.starts is not None and col.remap_at is not None
         assert col.lens is not None and col.data is not None
-        at = v.astype(np.int64) + col.remap_at[chunk_of]
+        at = v + col.remap_at[chunk_of]
         if null is not None:
             at[null] = 0  # a null's code is unspecified
+        if n <= SMALL and col.text is not None:
+            # A few values: Arrow converting Python strings costs less than assembling bytes.
+            got = col.text[at]
+            if null is not None:
+                got[null] = None
+            return pa.array(got, col.field.type)
         starts = col.starts[at]
         lens = col.lens[at]
         if null is not None:

@@ -254,9 +254,9 @@ class ChunkKey:
         """Ascending rows that satisfy the conditions on the leading fields this key serves,
         and those fields; None when the key serves none of them."""
         first = conds.get(self.fields[0])
-        if first is not None and first.op == "in" and len(first.values) == 1 and (
+        if first is not None and first.is_eq and len(first.values) == 1 and (
                 len(self.fields) == 1 or self.fields[1] not in conds):
-            return self._point(first.values[0]), self.fields[:1]
+            return self.point(first.values[0]), self.fields[:1]
         prefixes = np.zeros(1, dtype=np.uint64)
         used: list[str] = []
         interval: tuple[int, int] | None = None
@@ -292,15 +292,21 @@ class ChunkKey:
         z = np.searchsorted(self.comp, hi, "left")
         return _gather(self.rows, a, z), tuple(used)
 
-    def _point(self, value: Any) -> np.ndarray:
+    def point(self, value: Any) -> np.ndarray:
         """Rows whose first field equals ``value`` (the lookup above without its arrays of
         prefixes: a point lookup's cost is a few binary searches)."""
-        code = self._codes_in(0, (value,))
-        if not len(code):
-            return np.zeros(0, dtype=np.int64)
+        dom = self.domains[0]
+        if isinstance(dom, np.ndarray) and dom.dtype.kind in "iuf":
+            p = int(dom.searchsorted(value))
+            if p == len(dom) or dom[p] != value:  # NaN: never equal
+                return np.zeros(0, dtype=np.int64)
+        else:
+            codes = self._codes_in(0, (value,))
+            if not len(codes):
+                return np.zeros(0, dtype=np.int64)
+            p = int(codes[0])
         shift = self.shifts[0]
-        a, z = self.comp.searchsorted(np.array([int(code[0]) << shift,
-                                                (int(code[0]) + 1) << shift], np.uint64))
+        a, z = self.comp.searchsorted(np.array([p << shift, (p + 1) << shift], np.uint64))
         out = self.rows[a:z].astype(np.int64)
         out.sort()
         return out

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -108,6 +109,8 @@ class KeyCatalog:
     def __init__(self) -> None:
         self._declared: dict[str, tuple[Key, ...]] = {}
         self._built: dict[str, Mapping[KeySpec, Key]] = {}
+        # Per version: what callers derived from its keys (plans), dropped with the keys.
+        self._memo: dict[str, dict[Any, Any]] = {}
         self._lock = threading.Lock()
 
     def declared(self, view: RecordsView) -> tuple[Key, ...]:
@@ -123,15 +126,24 @@ class KeyCatalog:
     def keys(self, view: RecordsView) -> tuple[Key, ...]:
         return self.declared(view) + tuple(self.built(view.version).values())
 
+    def memo(self, version: str) -> dict[Any, Any]:
+        """A cache for things derived from ``version``'s keys; a swap starts a new one."""
+        hit = self._memo.get(version)
+        if hit is None:
+            hit = self._memo.setdefault(version, {})
+        return hit
+
     def swap(self, version: str, keys: Mapping[KeySpec, Key]) -> None:
         """Publish a new set of built keys for ``version`` in one assignment."""
         with self._lock:
             self._built[version] = MappingProxyType(dict(keys))
+            self._memo.pop(version, None)
 
     def release(self, version: str) -> None:
         with self._lock:
             self._built.pop(version, None)
             self._declared.pop(version, None)
+            self._memo.pop(version, None)
 
     def built_bytes(self) -> int:
         return sum(k.nbytes for keys in list(self._built.values()) for k in keys.values())

@@ -92,6 +92,8 @@ class Query:
 
 def coerce(value: Any, logical: str, field: str, *, bound: bool = False) -> Any:
     """A JSON value as the column's comparable type; 400 on a type mismatch."""
+    if logical == "int" and type(value) is int:  # the commonest case, before any allocation
+        return value
     bad = BadRequest(f"field {field!r} is {logical}; {value!r} is not a valid {logical} value",
                      field=field)
     if value is None or isinstance(value, bool | list | dict):

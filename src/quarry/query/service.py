@@ -15,6 +15,7 @@ from quarry.index.keyset import Key
 from quarry.query import join as joins
 from quarry.query.advisor import Shape
 from quarry.query.executor import Page, Stats, iter_matches, plain, plan, project, run_page
+from quarry.query.fast import fast_query
 from quarry.query.filters import Query, RowCursor, parse_fields, parse_query, parse_where
 
 STREAM_ROWS = 65536
@@ -33,6 +34,10 @@ def _version(body: Mapping[str, Any]) -> tuple[str | None, RowCursor | None]:
 def query(engine: Engine, dataset: str, body: Mapping[str, Any]) -> Page:
     version, cursor = _version(body)
     with engine.lease(dataset, version) as view:
+        if cursor is None:
+            page = fast_query(dataset, view, body, engine.keys, engine.workload)
+            if page is not None:
+                return page
         q = parse_query(body, view.types)
         if cursor is not None and cursor.version != view.version:
             raise BadRequest("the cursor belongs to another version: pass the same version "
