@@ -47,3 +47,61 @@ def test_fields_beyond_63_bits_are_left_out(tmp_path: Path) -> None:
     chunk = make(tmp_path)
     key = ChunkKey.build(chunk, ["c", "c", "c", "c", "c"])
     assert sum(key.bits) <= MAX_BITS and len(key.fields) < 5
+
+
+def test_a_merged_key_answers_as_its_chunks_do(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    n = 600
+    a = rng.integers(0, 40, n).astype(float)
+    a[rng.integers(0, n, 30)] = np.nan
+    t = pa.table({"a": a, "b": pa.array([None if x == 0 else f"k{x}" for x in
+                                         rng.integers(0, 25, n)]),
+                  "c": pa.array([None if x < 0 else int(x) for x in rng.integers(-3, 9, n)],
+                                pa.int64())})
+    import pyarrow.parquet as pq
+
+    pq.write_table(t, tmp_path / "t.parquet")
+    store = Store(tmp_path / "data")
+    ingest_table(store, "t", [tmp_path / "t.parquet"], keys=[], chunk_rows=130)
+    chunks = Engine(store).records("t").chunks
+    sizes = [c.info.rows for c in chunks]
+    offsets = np.cumsum([0, *sizes])
+    for fields in (["a"], ["b", "c"], ["c", "a", "b"]):
+        parts = [ChunkKey.build(c, fields) for c in chunks]
+        merged = ChunkKey.merge(parts, sizes)
+        assert merged is not None and merged.fields == tuple(fields)
+        assert len(merged.comp) == n and (np.diff(merged.comp.astype(np.float64)) >= 0).all()
+        queries = [{"a": Cond("a", "in", (3.0, 7.0, float("nan")))},
+                   {"a": Cond("a", "range", (), 5.0, 9.0, True, False)},
+                   {"b": Cond("b", "prefix", ("k1",)), "c": Cond("c", "in", (2,))},
+                   {"b": Cond("b", "in", ("k3", "k30", "zz"))},
+                   {"c": Cond("c", "in", (1, 2)), "a": Cond("a", "in", (4.0,)),
+                    "b": Cond("b", "prefix", ("k",))},
+                   {"c": Cond("c", "range", (), 2, None)}]
+        for q in queries:
+            want = [hit for hit in (p.lookup(q) for p in parts)]
+            got = merged.lookup(q)
+            if want[0] is None:
+                assert got is None
+                continue
+            assert got is not None and all(w is not None for w in want)
+            assert got[1] == want[0][1]  # type: ignore[index]
+            expect = np.concatenate([w[0] + off for w, off in  # type: ignore[index]
+                                     zip(want, offsets, strict=False)])
+            assert got[0].tolist() == expect.tolist()
+        if fields == ["a"]:
+            for v in (3.0, 7.5, float("nan")):
+                assert merged.point(v).tolist() == merged.lookup(
+                    {"a": Cond("a", "in", (v,))})[0].tolist()  # type: ignore[index]
+
+
+def test_a_key_that_does_not_fit_its_chunk_is_corrupt(tmp_path: Path) -> None:
+    import pytest
+
+    from quarry.errors import Corrupt
+
+    chunk = make(tmp_path, 50)
+    key = ChunkKey.build(chunk, ["a"])
+    with pytest.raises(Corrupt):
+        ChunkKey.merge([key], [40])
+    assert ChunkKey.merge([], []) is None

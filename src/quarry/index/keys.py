@@ -174,8 +174,16 @@ class ChunkKey:
                 maps = [np.asarray(pc.index_in(d, value_set=g), dtype=np.int64) for d in doms]
                 size = len(g)
             else:
-                g = np.unique(np.concatenate(doms))  # NaNs collapse into one, ranked last
-                maps = [np.searchsorted(g, d).astype(np.int64) for d in doms]
+                # The domains are sorted runs: a stable sort (timsort) merges them, and
+                # neighbours drop the duplicates (np.unique would hash or sort from scratch).
+                g = np.concatenate(doms)
+                g.sort(kind="stable")
+                if len(g) > 1:
+                    keep = np.empty(len(g), dtype=bool)
+                    keep[0] = True
+                    np.not_equal(g[1:], g[:-1], out=keep[1:])
+                    g = g[keep]
+                maps = [g.searchsorted(d) for d in doms]
                 size = len(g)
             nbits = max(1, size.bit_length())
             if sum(bits) + nbits > MAX_BITS:
@@ -195,13 +203,16 @@ class ChunkKey:
             if len(p.rows) != size or (size and int(p.rows.max()) >= size):
                 # Readers gather rows by these numbers without bounds per chunk.
                 raise Corrupt(f"a key on {','.join(p.fields)} does not match its chunk")
-            comp = np.zeros(len(p.comp), dtype=np.uint64)
-            shift = total
-            for i, b in enumerate(bits):
-                shift -= b
-                mask = np.uint64((1 << p.bits[i]) - 1)
-                code = ((p.comp >> np.uint64(p.shifts[i])) & mask).astype(np.int64)
-                comp |= remaps[i][j][code].astype(np.uint64) << np.uint64(shift)
+            if len(bits) == 1 and len(p.bits) == 1:  # one field: the composite is the code
+                comp = remaps[0][j][p.comp].view(np.uint64)
+            else:
+                comp = np.zeros(len(p.comp), dtype=np.uint64)
+                shift = total
+                for i, b in enumerate(bits):
+                    shift -= b
+                    mask = np.uint64((1 << p.bits[i]) - 1)
+                    code = (p.comp >> np.uint64(p.shifts[i])) & mask
+                    comp |= remaps[i][j][code].view(np.uint64) << np.uint64(shift)
             comps.append(comp)
             rows.append(p.rows.astype(rdt) + np.array(offset, dtype=rdt))
             offset += int(size)
