@@ -8,6 +8,8 @@ the same table (schema with metadata, values, order), the same cursors and the s
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -160,3 +162,28 @@ def test_shortcut_errors_are_the_parsers(tmp_path: Path) -> None:
         with general_path(), pytest.raises(BadRequest) as slow:
             service.query(engine, "t", body)
         assert str(fast.value) == str(slow.value)
+
+
+def test_large_versions_get_their_version_key_in_the_background(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from quarry.index import keyset
+    from quarry.index.keys import ChunkKey
+
+    monkeypatch.setattr(keyset, "SYNC_ROWS", 10)
+    gate = threading.Event()  # holds the background build until the first query is done
+    merge = ChunkKey.merge
+    monkeypatch.setattr(ChunkKey, "merge", classmethod(
+        lambda cls, *a: merge(*a) if gate.wait(30) else None))
+    rows = [{"i": n % 4, "f": 0.0, "s": "a", "t": 0, "ip": "10.0.0.1"} for n in range(40)]
+    engine = make_engine(tmp_path, rows, ["i"], chunk_rows=9)
+    first = service.query(engine, "t", {"where": {"i": 2}})
+    assert first.stats.path == "chunk keys"  # meanwhile, each chunk's key
+    key = engine.keys.declared(engine.records("t"))[0]
+    assert key._building
+    gate.set()
+    deadline = time.monotonic() + 30
+    while key._building and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = service.query(engine, "t", {"where": {"i": 2}})
+    assert second.stats.path == "version key"
+    same(first, second)

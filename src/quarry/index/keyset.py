@@ -7,6 +7,7 @@ A query takes the mapping once, at its start, and uses only that: a swap by the 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ import pyarrow as pa
 
 from quarry.datasets.records import Chunk, RecordsView, touch
 from quarry.index.keys import ChunkKey, KeySpec
+from quarry.logs import LOGGER
+
+log = logging.getLogger(LOGGER + ".keys")
+# Versions up to this many rows get their version-wide keys at once (well under a second).
+SYNC_ROWS = 2_000_000
 
 
 def _map_table(path: str) -> pa.Table:
@@ -35,30 +41,52 @@ class Key:
     nbytes: int = 0
     uses: int = 0  # queries and joins planned with this key (statistics, not exact under races)
     # Declared keys: the key over the whole version (see ``ChunkKey.merge``) for the chunk
-    # positions it was made from, made on first use. It is held in memory (12 bytes a row
-    # plus the domains) beside the mapped blobs; built keys have none, as it would take
-    # twice their share of the key budget.
+    # positions it was made from. It is held in memory (12 bytes a row plus the domains)
+    # beside the mapped blobs; built keys have none, as it would take twice their share of
+    # the key budget.
     _whole: tuple[tuple[int, ...], ChunkKey | None] | None = field(default=None, repr=False,
                                                                    compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _building: bool = field(default=False, repr=False, compare=False)
 
-    def whole(self, view: RecordsView, positions: tuple[int, ...]) -> ChunkKey | None:
+    def whole(self, view: RecordsView, positions: tuple[int, ...],
+              wait: bool = False) -> ChunkKey | None:
         """The version-wide key of ``view`` (whose chunks are at ``positions``); None when a
-        chunk has no part of this key, no field fits, or the key is not declared."""
+        chunk has no part of this key, no field fits, or the key is not declared. A small
+        version's is made at once; a large one's (seconds at 20 M rows) in the background
+        unless ``wait``, and until it is ready callers get None and use the chunks' keys."""
         if self.source != "declared":
             return None
         hit = self._whole
         if hit is not None and hit[0] == positions:
             return hit[1]
+        if wait or view.rows <= SYNC_ROWS:
+            return self._make(view, positions)
         with self._lock:
-            hit = self._whole
-            if hit is None or hit[0] != positions:
-                parts = [self.chunk_key(c) for c in view.chunks]
-                merged = None if any(p is None for p in parts) else ChunkKey.merge(
-                    [p for p in parts if p is not None], [c.info.rows for c in view.chunks])
-                hit = (positions, merged)
-                self._whole = hit
-        return hit[1]
+            if not self._building:
+                self._building = True
+                threading.Thread(target=self._make, args=(view, positions), daemon=True,
+                                 name=f"key-{self.spec.name}").start()
+        return None
+
+    def _make(self, view: RecordsView, positions: tuple[int, ...]) -> ChunkKey | None:
+        try:
+            with self._lock:
+                hit = self._whole
+                if hit is None or hit[0] != positions:
+                    parts = [self.chunk_key(c) for c in view.chunks]
+                    merged = None if any(p is None for p in parts) else ChunkKey.merge(
+                        [p for p in parts if p is not None], [c.info.rows for c in view.chunks])
+                    hit = (positions, merged)
+                    self._whole = hit
+                return hit[1]
+        except Exception:
+            log.exception("no version-wide key %s for %s", self.spec.name, view.version)
+            with self._lock:
+                self._whole = (positions, None)
+            return None
+        finally:
+            self._building = False
 
     def chunk_key(self, chunk: Chunk) -> ChunkKey | None:
         if self.source != "declared":
@@ -80,7 +108,7 @@ def warm_keys(view: RecordsView, keys: tuple[Key, ...]) -> int:
     total = 0
     positions = tuple(c.position for c in view.chunks)
     for k in keys:
-        k.whole(view, positions)
+        k.whole(view, positions, wait=True)
         for c in view.chunks:
             ck = k.chunk_key(c)
             if ck is not None and k.source == "declared":
