@@ -24,6 +24,7 @@ from quarry.logs import LOGGER
 log = logging.getLogger(LOGGER + ".keys")
 # Versions up to this many rows get their version-wide keys at once (well under a second).
 SYNC_ROWS = 2_000_000
+_STARTING = threading.Lock()  # starting background builds
 
 
 def _map_table(path: str) -> pa.Table:
@@ -62,12 +63,19 @@ class Key:
             return hit[1]
         if wait or view.rows <= SYNC_ROWS:
             return self._make(view, positions)
-        with self._lock:
+        # Not self._lock: the builder holds that for seconds, and this must not wait.
+        with _STARTING:
             if not self._building:
                 self._building = True
-                threading.Thread(target=self._make, args=(view, positions), daemon=True,
-                                 name=f"key-{self.spec.name}").start()
+                threading.Thread(target=self._background, args=(view, positions),
+                                 daemon=True, name=f"key-{self.spec.name}").start()
         return None
+
+    def _background(self, view: RecordsView, positions: tuple[int, ...]) -> None:
+        try:
+            self._make(view, positions)
+        finally:
+            self._building = False
 
     def _make(self, view: RecordsView, positions: tuple[int, ...]) -> ChunkKey | None:
         try:
@@ -85,8 +93,6 @@ class Key:
             with self._lock:
                 self._whole = (positions, None)
             return None
-        finally:
-            self._building = False
 
     def chunk_key(self, chunk: Chunk) -> ChunkKey | None:
         if self.source != "declared":
