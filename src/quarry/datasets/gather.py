@@ -208,13 +208,22 @@ class VersionColumns:
                     self._plans[fields] = hit
         return hit
 
-    def take(self, rows: np.ndarray, fields: tuple[str, ...] | None) -> pa.Table:
-        """The rows at ascending version-wide numbers ``rows``, columns ``fields`` (None: all),
-        as one table with the schema of the chunks' (strings decoded)."""
+    def take(self, rows: np.ndarray, fields: tuple[str, ...] | None,
+             ordered: bool = True) -> pa.Table:
+        """The rows at version-wide numbers ``rows`` (ascending unless not ``ordered``),
+        columns ``fields`` (None: all), as one table with the chunks' schema (strings
+        decoded)."""
         plan = self._plan(fields)
         n = len(rows)
-        if n and not (rows[0] >= 0 and rows[-1] < self.rows):
-            raise IndexError(f"row numbers out of range: {rows[0]}..{rows[-1]} of {self.rows}")
+        lo, hi = (rows[0], rows[-1]) if ordered or not n else (rows.min(), rows.max())
+        if n and not (lo >= 0 and hi < self.rows):
+            raise IndexError(f"row numbers out of range: {lo}..{hi} of {self.rows}")
+        if not ordered and any(c.kind == "arrow" for c in plan.cols):
+            # Arrow's per-chunk takes want each chunk's rows together: take them in order.
+            by_row = np.argsort(rows, kind="stable")
+            back = np.empty_like(by_row)
+            back[by_row] = np.arange(n)
+            return self.take(rows[by_row], fields).take(pa.array(back))
         chunk_of = self.offsets.searchsorted(rows, "right") - 1
         raw: list[np.ndarray | None] = [None] * len(plan.cols)
         ok: list[np.ndarray | None] = [None] * len(plan.cols)

@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 
 from quarry.datasets.columns import column
+from quarry.datasets.gather import version_columns
 from quarry.datasets.records import Chunk, RecordsView
 from quarry.errors import BadRequest
 from quarry.formats import tabular
@@ -166,45 +167,26 @@ def join(view: RecordsView, probes: pa.Table, spec: JoinSpec, keys: Sequence[Key
         stats.key, stats.source = key.spec.name, key.source
     order = key.spec.fields[:len(fields)] if key is not None else tuple(fields)
     prep.sort(order[0])
-
-    def one(chunk: Chunk) -> tuple[int, np.ndarray, np.ndarray]:
-        ck = key.chunk_key(chunk) if key is not None else None
-        if ck is None:
-            ck = ChunkKey.build(chunk, order)
-        p, r = _chunk_pairs(chunk, ck, prep, spec, order)
-        return chunk.position, p, r
-
-    with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 2)) as pool:
-        results = list(pool.map(one, view.chunks))
-    stats.rows_examined = sum(len(r) for _, _, r in results)
-    out_fields = spec.fields or tuple(view.types)
+    out_fields = tuple(spec.fields or view.types)
     matched = np.zeros(len(probes), dtype=bool)
-    parts: list[pa.Table] = []
-    keys_p = []
-    by_pos = {c.position: c for c in view.chunks}
-    for pos, p, r in sorted(results, key=lambda x: x[0]):
-        if not len(p):
-            continue
+    whole = _whole_pairs(view, key, prep, spec, order)
+    template = _template(view, out_fields)
+    if whole is not None:
+        stats.path = "version key"
+        p, r = whole
+        stats.rows_examined = len(r)
         matched[p] = True
         if spec.how == "anti":
-            continue
-        # Fetch in row order (memory order); the stable sort by probe below then leaves
-        # each probe's matches in (chunk, row) order.
-        by_row = np.argsort(r, kind="stable")
-        p, r = p[by_row], r[by_row]
-        t = plain(by_pos[pos].table.select(list(out_fields)).take(r))
-        parts.append(t.append_column(PROBE, pa.array(p, pa.int64())))
-        keys_p.append(p)
-    if spec.how == "anti":
-        out = probes.filter(pa.array(~matched))
-        stats.rows_matched = len(out)
-        return out.append_column(PROBE, pa.array(np.flatnonzero(~matched))), stats
-    template = plain(view.chunks[0].table.select(list(out_fields)).slice(0, 0)).append_column(
-        PROBE, pa.array([], pa.int64())) if view.chunks else pa.table({PROBE: pa.array([],
-                                                                                      pa.int64())})
-    table = pa.concat_tables(parts) if parts else template
-    if parts:
-        table = table.take(np.argsort(np.concatenate(keys_p), kind="stable"))
+            return _anti(probes, matched, stats)
+        # (probe, row) order: rows are numbered across chunks, so (probe, chunk, row).
+        final = np.lexsort((r, p))
+        p, r = p[final], r[final]
+        table = version_columns(view).take(r, out_fields, ordered=False).append_column(
+            PROBE, pa.array(p, pa.int64())) if len(r) else template
+    else:
+        table = _per_chunk(view, key, prep, spec, order, matched, stats, threads, template)
+        if spec.how == "anti":
+            return _anti(probes, matched, stats)
     stats.rows_matched = len(table)
     if spec.how == "left":
         missing = np.flatnonzero(~matched)
@@ -220,6 +202,82 @@ def join(view: RecordsView, probes: pa.Table, spec: JoinSpec, keys: Sequence[Key
         for c in extra:
             table = table.append_column(c, probes.column(c).take(idx))
     return table, stats
+
+
+def _whole_pairs(view: RecordsView, key: Key | None, prep: _Prepared, spec: JoinSpec,
+                 order: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(probe, version-wide row) of every match, by one search of the version-wide key per
+    probe instead of one per chunk; None when there is no such key for these fields (or a
+    residual filter, which reads chunk columns: the per-chunk way does that)."""
+    if key is None or spec.where or not view.chunks:
+        return None
+    cols = version_columns(view)
+    vk = key.whole(view, cols.positions) if cols.uniform else None
+    if vk is None or tuple(vk.fields[:len(order)]) != tuple(order):
+        return None
+    codes = [np.where(prep.valid, vk.codes_of(i, prep.values[f]), -1)
+             for i, f in enumerate(order)]
+    a, z = vk.probe_ranges(codes, starts=False)
+    lens = z - a
+    total = int(lens.sum())
+    probe = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
+    pos = np.arange(total, dtype=np.int64) + np.repeat(a - (np.cumsum(lens) - lens), lens)
+    rows = vk.rows[pos].astype(np.int64)
+    if prep.order is not None:
+        probe = prep.order[probe]
+    return probe, rows
+
+
+def _per_chunk(view: RecordsView, key: Key | None, prep: _Prepared, spec: JoinSpec,
+               order: Sequence[str], matched: np.ndarray, stats: Stats, threads: int | None,
+               template: pa.Table) -> pa.Table:
+    """The matches in (probe, chunk, row) order, chunk by chunk in parallel threads (each
+    keyed on the fly without a key)."""
+
+    def one(chunk: Chunk) -> tuple[int, np.ndarray, np.ndarray]:
+        ck = key.chunk_key(chunk) if key is not None else None
+        if ck is None:
+            ck = ChunkKey.build(chunk, order)
+        p, r = _chunk_pairs(chunk, ck, prep, spec, order)
+        return chunk.position, p, r
+
+    with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 2)) as pool:
+        results = list(pool.map(one, view.chunks))
+    stats.rows_examined = sum(len(r) for _, _, r in results)
+    out_fields = [f.name for f in template.schema if f.name != PROBE]
+    parts: list[pa.Table] = []
+    keys_p = []
+    by_pos = {c.position: c for c in view.chunks}
+    for pos, p, r in sorted(results, key=lambda x: x[0]):
+        if not len(p):
+            continue
+        matched[p] = True
+        if spec.how == "anti":
+            continue
+        # Fetch in row order (memory order); the stable sort by probe below then leaves
+        # each probe's matches in (chunk, row) order.
+        by_row = np.argsort(r, kind="stable")
+        p, r = p[by_row], r[by_row]
+        t = plain(by_pos[pos].table.select(out_fields).take(r))
+        parts.append(t.append_column(PROBE, pa.array(p, pa.int64())))
+        keys_p.append(p)
+    table = pa.concat_tables(parts) if parts else template
+    if parts:
+        table = table.take(np.argsort(np.concatenate(keys_p), kind="stable"))
+    return table
+
+
+def _template(view: RecordsView, out_fields: Sequence[str]) -> pa.Table:
+    if not view.chunks:
+        return pa.table({PROBE: pa.array([], pa.int64())})
+    return plain(view.chunks[0].table.select(list(out_fields)).slice(0, 0)).append_column(
+        PROBE, pa.array([], pa.int64()))
+
+
+def _anti(probes: pa.Table, matched: np.ndarray, stats: Stats) -> tuple[pa.Table, Stats]:
+    out = probes.filter(pa.array(~matched))
+    stats.rows_matched = len(out)
+    return out.append_column(PROBE, pa.array(np.flatnonzero(~matched))), stats
 
 
 def parse_on(raw: Any, probe_columns: Sequence[str]) -> tuple[tuple[str, str], ...]:
