@@ -215,9 +215,10 @@ class VersionColumns:
         decoded)."""
         plan = self._plan(fields)
         n = len(rows)
-        lo, hi = (rows[0], rows[-1]) if ordered or not n else (rows.min(), rows.max())
-        if n and not (lo >= 0 and hi < self.rows):
-            raise IndexError(f"row numbers out of range: {lo}..{hi} of {self.rows}")
+        if n:
+            lo, hi = (rows[0], rows[-1]) if ordered else (rows.min(), rows.max())
+            if not (lo >= 0 and hi < self.rows):
+                raise IndexError(f"row numbers out of range: {lo}..{hi} of {self.rows}")
         if not ordered and any(c.kind == "arrow" for c in plan.cols):
             # Arrow's per-chunk takes want each chunk's rows together: take them in order.
             by_row = np.argsort(rows, kind="stable")
