@@ -331,12 +331,10 @@ class ChunkKey:
             self._starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         return self._starts
 
-    def probe_ranges(self, codes: Sequence[np.ndarray],
-                     starts: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def probe_ranges(self, codes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """For probe rows given as per-field codes (-1: no such value here) of the leading
-        ``len(codes)`` fields: each probe's ``[start, end)`` in the sorted key (with
-        ``starts``, by the table of where codes start, made once: 8 bytes a distinct value)."""
-        if len(codes) == 1 and starts:
+        ``len(codes)`` fields: each probe's ``[start, end)`` in the sorted key."""
+        if len(codes) == 1:
             st = self.starts()
             c = codes[0]
             a = st[np.where(c >= 0, c, 0)]

@@ -217,7 +217,7 @@ def _whole_pairs(view: RecordsView, key: Key | None, prep: _Prepared, spec: Join
         return None
     codes = [np.where(prep.valid, vk.codes_of(i, prep.values[f]), -1)
              for i, f in enumerate(order)]
-    a, z = vk.probe_ranges(codes, starts=False)
+    a, z = vk.probe_ranges(codes)
     lens = z - a
     total = int(lens.sum())
     probe = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
