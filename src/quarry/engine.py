@@ -16,6 +16,7 @@ from quarry.datasets.lines import LinesView
 from quarry.datasets.records import RecordsView
 from quarry.errors import BadRequest, NotFound
 from quarry.index.keyset import KeyCatalog
+from quarry.index.payload import default_payload_budget
 from quarry.query.advisor import Workload
 from quarry.store import Snapshot, Store
 from quarry.store.journal import COMMIT, Event
@@ -50,7 +51,7 @@ class Engine:
 
     def __init__(self, store: Store | Path | str | None = None, *,
                  refresh_interval: float = 0.5, max_open: int = 64,
-                 key_budget: int | None = None) -> None:
+                 key_budget: int | None = None, payload_budget: int | None = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.refresh_interval = refresh_interval
         self._heads: dict[str, tuple[float, str]] = {}
@@ -63,6 +64,8 @@ class Engine:
         self.keys = KeyCatalog()
         self.workload = Workload()
         self.key_budget = default_key_budget() if key_budget is None else key_budget
+        self.keys.payloads.total = (default_payload_budget() if payload_budget is None
+                                    else payload_budget)
         # Hot swap: queries lease the version they run on; a version no name points at any
         # more is released (views and keys) when its last lease ends.
         self._leases: dict[str, int] = {}
@@ -153,7 +156,7 @@ class Engine:
         from quarry.index.keyset import warm_keys
 
         view = self.records(dataset, version)
-        return view.warm() + warm_keys(view, self.keys.declared(view))
+        return view.warm() + warm_keys(view, self.keys.declared(view), self.keys.payloads)
 
     def release_drained(self) -> list[str]:
         """Close the views and keys of versions that no name points at and no query holds."""

@@ -56,13 +56,13 @@ def table_of(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def make_engine(d: Path, rows: list[dict[str, Any]], keys: list[str],
-                chunk_rows: int) -> Engine:
+                chunk_rows: int, payload_budget: int = 0) -> Engine:
     pq.write_table(table_of(rows), d / "t.parquet")
     store = Store(d / "data")
     ingest_table(store, "t", [d / "t.parquet"], types={"t": "timestamp", "ip": "ip",
                                                       "s": "string"},
                  keys=[KeySpec.parse(k) for k in keys], chunk_rows=chunk_rows)
-    return Engine(store, refresh_interval=0)
+    return Engine(store, refresh_interval=0, payload_budget=payload_budget)
 
 
 @contextmanager
@@ -104,8 +104,12 @@ def test_lean_answers_equal_sqlite_and_the_general_path(
                                max_size=1))
     spec = ",".join([*order, *extra])
     built = data.draw(st.booleans())
+    payload = not built and data.draw(st.booleans())
     with tempfile.TemporaryDirectory() as d:
-        engine = make_engine(Path(d), rows, [] if built else [spec], chunk_rows)
+        engine = make_engine(Path(d), rows, [] if built else [spec], chunk_rows,
+                             1 << 30 if payload else 0)
+        if payload:
+            engine.warm("t")
         if built:
             view = engine.records("t")
             k = build_key(view, KeySpec.parse(spec))
@@ -186,4 +190,42 @@ def test_large_versions_get_their_version_key_in_the_background(
         time.sleep(0.01)
     second = service.query(engine, "t", {"where": {"i": 2}})
     assert second.stats.path == "version key"
+    same(first, second)
+
+
+def test_payload_keys_within_their_budget(tmp_path: Path) -> None:
+    rows = [{"i": n % 5, "f": n / 2, "s": f"v{n % 3}", "t": n, "ip": "10.0.0.1"}
+            for n in range(50)]
+    engine = make_engine(tmp_path, rows, ["i", "s"], chunk_rows=8, payload_budget=1 << 20)
+    engine.warm("t")
+    used = engine.keys.payloads.used
+    assert used > 0
+    page = service.query(engine, "t", {"where": {"i": 3}, "limit": 4})
+    assert page.stats.path == "payload key"
+    with general_path():
+        same(page, service.query(engine, "t", {"where": {"i": 3}, "limit": 4}))
+        rest = service.query(engine, "t", {"where": {"i": 3}, "cursor": page.next_cursor})
+    assert rest.table.column("rid").to_pylist() == [n for n in range(50) if n % 5 == 3][4:]
+    # A budget too small for a copy: the version key answers, nothing is reserved.
+    (tmp_path / "b").mkdir()
+    small = make_engine(tmp_path / "b", rows, ["i"], chunk_rows=8, payload_budget=100)
+    small.warm("t")
+    assert small.keys.payloads.used == 0
+    assert service.query(small, "t", {"where": {"i": 3}}).stats.path == "version key"
+    # Releasing the version gives the budget back.
+    engine.keys.release(engine.records("t").version)
+    assert engine.keys.payloads.used == 0
+
+
+def test_payload_keys_are_made_in_the_background_on_first_use(tmp_path: Path) -> None:
+    rows = [{"i": n % 5, "f": 0.0, "s": "a", "t": n, "ip": "10.0.0.1"} for n in range(30)]
+    engine = make_engine(tmp_path, rows, ["i"], chunk_rows=7, payload_budget=1 << 20)
+    first = service.query(engine, "t", {"where": {"i": 1}})
+    assert first.stats.path == "version key"
+    key = engine.keys.declared(engine.records("t"))[0]
+    deadline = time.monotonic() + 30
+    while key._payload is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = service.query(engine, "t", {"where": {"i": 1}})
+    assert second.stats.path == "payload key"
     same(first, second)

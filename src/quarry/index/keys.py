@@ -306,21 +306,26 @@ class ChunkKey:
     def point(self, value: Any) -> np.ndarray:
         """Rows whose first field equals ``value`` (the lookup above without its arrays of
         prefixes: a point lookup's cost is a few binary searches)."""
+        a, z = self.span(value)
+        out = self.rows[a:z].astype(np.int64)
+        out.sort()
+        return out
+
+    def span(self, value: Any) -> tuple[int, int]:
+        """Where the entries whose first field equals ``value`` lie in the sorted key."""
         dom = self.domains[0]
         if isinstance(dom, np.ndarray) and dom.dtype.kind in "iuf":
             p = int(dom.searchsorted(value))
             if p == len(dom) or dom[p] != value:  # NaN: never equal
-                return np.zeros(0, dtype=np.int64)
+                return 0, 0
         else:
             codes = self._codes_in(0, (value,))
             if not len(codes):
-                return np.zeros(0, dtype=np.int64)
+                return 0, 0
             p = int(codes[0])
         shift = self.shifts[0]
         a, z = self.comp.searchsorted(np.array([p << shift, (p + 1) << shift], np.uint64))
-        out = self.rows[a:z].astype(np.int64)
-        out.sort()
-        return out
+        return int(a), int(z)
 
     def starts(self) -> np.ndarray:
         """Where each code of the first field starts in the sorted key (one extra entry at the

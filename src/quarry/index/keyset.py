@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from quarry.datasets.gather import VersionColumns, version_columns
 from quarry.datasets.records import Chunk, RecordsView, touch
 from quarry.index.keys import ChunkKey, KeySpec
+from quarry.index.payload import Budget, Payload, build_payload
 from quarry.logs import LOGGER
 
 log = logging.getLogger(LOGGER + ".keys")
@@ -49,6 +51,10 @@ class Key:
                                                                    compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _building: bool = field(default=False, repr=False, compare=False)
+    # Declared keys within the payload budget: every column in this key's order (positions,
+    # the copy or None when refused).
+    _payload: tuple[tuple[int, ...], Payload | None] | None = field(default=None, repr=False,
+                                                                   compare=False)
 
     def whole(self, view: RecordsView, positions: tuple[int, ...],
               wait: bool = False) -> ChunkKey | None:
@@ -94,6 +100,60 @@ class Key:
                 self._whole = (positions, None)
             return None
 
+    def payload(self, view: RecordsView, cols: VersionColumns, budget: Budget,
+                wait: bool = False) -> Payload | None:
+        """The payload copy of this key (see :mod:`quarry.index.payload`), or None: not
+        declared, no budget, refused for size, or (unless ``wait``) still being made in the
+        background."""
+        hit = self._payload
+        if hit is not None and hit[0] == cols.positions:
+            return hit[1]
+        if self.source != "declared" or budget.total <= 0:
+            return None
+        if wait:
+            return self._make_payload(view, cols, budget)
+        with _STARTING:
+            if not self._building:
+                self._building = True
+                threading.Thread(target=self._background_payload, args=(view, cols, budget),
+                                 daemon=True, name=f"payload-{self.spec.name}").start()
+        return None
+
+    def _background_payload(self, view: RecordsView, cols: VersionColumns,
+                            budget: Budget) -> None:
+        try:
+            self._make_payload(view, cols, budget)
+        finally:
+            self._building = False
+
+    def _make_payload(self, view: RecordsView, cols: VersionColumns,
+                      budget: Budget) -> Payload | None:
+        with self._lock:
+            hit = self._payload
+            if hit is not None and hit[0] == cols.positions:
+                return hit[1]
+        vk = self.whole(view, cols.positions, wait=True)
+        made = None
+        # An estimate first (strings are stored once per chunk, copied once per row), so
+        # that a copy far over the budget is not made only to be thrown away.
+        guess = sum(c.table.nbytes for c in view.chunks)
+        if vk is not None and cols.uniform and budget.used + guess <= budget.total:
+            try:
+                made = build_payload(vk, cols)
+            except Exception:
+                log.exception("no payload key %s for %s", self.spec.name, view.version)
+            if made is not None and not budget.reserve(made.nbytes):
+                made = None
+        with self._lock:
+            self._payload = (cols.positions, made)
+        return made
+
+    def drop_payload(self, budget: Budget) -> None:
+        hit = self._payload
+        self._payload = None
+        if hit is not None and hit[1] is not None:
+            budget.release(hit[1].nbytes)
+
     def chunk_key(self, chunk: Chunk) -> ChunkKey | None:
         if self.source != "declared":
             return self.chunks.get(chunk.position)
@@ -108,13 +168,15 @@ class Key:
         return hit
 
 
-def warm_keys(view: RecordsView, keys: tuple[Key, ...]) -> int:
+def warm_keys(view: RecordsView, keys: tuple[Key, ...], budget: Budget | None = None) -> int:
     """Open and touch every page of the view's declared keys (see ``RecordsView.warm``) and
-    make their version-wide forms."""
+    make their version-wide forms, and their payload copies within ``budget``."""
     total = 0
     positions = tuple(c.position for c in view.chunks)
     for k in keys:
         k.whole(view, positions, wait=True)
+        if budget is not None and budget.total > 0 and view.chunks:
+            k.payload(view, version_columns(view), budget, wait=True)
         for c in view.chunks:
             ck = k.chunk_key(c)
             if ck is not None and k.source == "declared":
@@ -145,6 +207,7 @@ class KeyCatalog:
         self._built: dict[str, Mapping[KeySpec, Key]] = {}
         # Per version: what callers derived from its keys (plans), dropped with the keys.
         self._memo: dict[str, dict[Any, Any]] = {}
+        self.payloads = Budget()  # the engine sets its total
         self._lock = threading.Lock()
 
     def declared(self, view: RecordsView) -> tuple[Key, ...]:
@@ -176,8 +239,10 @@ class KeyCatalog:
     def release(self, version: str) -> None:
         with self._lock:
             self._built.pop(version, None)
-            self._declared.pop(version, None)
+            declared = self._declared.pop(version, ())
             self._memo.pop(version, None)
+        for k in declared:
+            k.drop_payload(self.payloads)
 
     def built_bytes(self) -> int:
         return sum(k.nbytes for keys in list(self._built.values()) for k in keys.values())

@@ -73,6 +73,7 @@ def fast_query(dataset: str, view: RecordsView, body: Mapping[str, Any], keys: K
     vk = p.key.whole(view, cols.positions)
     if vk is None:
         return None
+    payload = None
     if isinstance(raw, list):
         if len(raw) > MAX_IN:
             return None
@@ -82,7 +83,13 @@ def fast_query(dataset: str, view: RecordsView, body: Mapping[str, Any], keys: K
             return None
         rows = hit[0]
     else:
-        rows = vk.point(coerce(raw, logical, field))
+        value = coerce(raw, logical, field)
+        payload = p.key.payload(view, cols, keys.payloads)
+        if payload is None:
+            rows = vk.point(value)
+        else:
+            a, z = vk.span(value)
+            rows = payload.rows[a:z]  # their numbers, for the cursor; the rows are a slice
     fields = parse_fields(body.get("fields"), view.types)
     workload.record(dataset, view.version, p.shape)
     p.key.uses += 1
@@ -92,4 +99,9 @@ def fast_query(dataset: str, view: RecordsView, body: Mapping[str, Any], keys: K
         rows = rows[:limit]
         nxt = RowCursor(view.version, *cols.locate(int(rows[-1]))).encode()
     stats = Stats(**p.stats, keyed_fields=[field], rows_examined=n, rows_matched=n)
+    if payload is not None:
+        stats.path = "payload key"
+        table = payload.table.slice(a, len(rows))
+        return Page(view.version, table if fields is None else table.select(list(fields)),
+                    nxt, stats)
     return Page(view.version, cols.take(np.asarray(rows), fields), nxt, stats)
