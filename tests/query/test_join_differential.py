@@ -57,10 +57,10 @@ def sqlite_pairs(rows: list[dict[str, Any]], probes: list[dict[str, Any]],
 @given(rows=st.lists(row_st, min_size=1, max_size=40), probes=st.lists(probe_st, max_size=15),
        on=st.sampled_from([["i"], ["s"], ["i", "s"], ["s", "i"]]),
        how=st.sampled_from(["inner", "left", "anti"]), chunk_rows=st.integers(1, 25),
-       project=st.booleans())
+       project=st.booleans(), per_thread=st.sampled_from([1, 3, 20_000]))
 def test_version_key_join_equals_per_chunk_and_sqlite(
         rows: list[dict[str, Any]], probes: list[dict[str, Any]], on: list[str], how: str,
-        chunk_rows: int, project: bool) -> None:
+        chunk_rows: int, project: bool, per_thread: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         t = pa.table({"rid": pa.array(range(len(rows)), pa.int64()),
                       "i": pa.array([r["i"] for r in rows], pa.int64()),
@@ -75,7 +75,9 @@ def test_version_key_join_equals_per_chunk_and_sqlite(
                            "s": pa.array([p["s"] for p in probes], pa.string()),
                            "tag": pa.array([p["tag"] for p in probes], pa.int64())})
         params = {"on": on, "how": how, **({"fields": ["rid", "s"]} if project else {})}
-        _, fast, stats = service.join(engine, "t", ptable, params)
+        # Few probes a thread: the probes split between threads, as large joins do.
+        with mock.patch.object(joins, "PARALLEL_PROBES", per_thread):
+            _, fast, stats = service.join(engine, "t", ptable, params)
         assert stats.path == "version key"
         with mock.patch.object(joins, "_whole_pairs", lambda *a: None):
             _, slow, slow_stats = service.join(engine, "t", ptable, params)

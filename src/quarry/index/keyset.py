@@ -103,12 +103,14 @@ class Key:
     def payload(self, view: RecordsView, cols: VersionColumns, budget: Budget,
                 wait: bool = False) -> Payload | None:
         """The payload copy of this key (see :mod:`quarry.index.payload`), or None: not
-        declared, no budget, refused for size, or (unless ``wait``) still being made in the
-        background."""
+        declared, no budget (a budget set to 0 also stops the use of copies already made),
+        refused for size, or (unless ``wait``) still being made in the background."""
+        if budget.total <= 0:
+            return None
         hit = self._payload
         if hit is not None and hit[0] == cols.positions:
             return hit[1]
-        if self.source != "declared" or budget.total <= 0:
+        if self.source != "declared":
             return None
         if wait:
             return self._make_payload(view, cols, budget)

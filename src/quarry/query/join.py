@@ -34,6 +34,7 @@ from quarry.query.filters import Cond
 HOWS = ("inner", "left", "anti")
 MAX_PROBES = 10_000_000
 PROBE = "_probe"
+PARALLEL_PROBES = 20_000  # probes per thread, at least, on the version-wide key
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def join(view: RecordsView, probes: pa.Table, spec: JoinSpec, keys: Sequence[Key
     prep.sort(order[0])
     out_fields = tuple(spec.fields or view.types)
     matched = np.zeros(len(probes), dtype=bool)
-    whole = _whole_pairs(view, key, prep, spec, order)
+    whole = _whole_pairs(view, key, prep, spec, order, threads)
     template = _template(view, out_fields)
     if whole is not None:
         stats.path = "version key"
@@ -178,8 +179,9 @@ def join(view: RecordsView, probes: pa.Table, spec: JoinSpec, keys: Sequence[Key
         matched[p] = True
         if spec.how == "anti":
             return _anti(probes, matched, stats)
-        # (probe, row) order: rows are numbered across chunks, so (probe, chunk, row).
-        final = np.lexsort((r, p))
+        # (probe, row) order: rows are numbered across chunks, so (probe, chunk, row). One
+        # combined number sorts faster than lexsort's two passes.
+        final = np.argsort(p * max(1, version_columns(view).rows) + r)
         p, r = p[final], r[final]
         table = version_columns(view).take(r, out_fields, ordered=False).append_column(
             PROBE, pa.array(p, pa.int64())) if len(r) else template
@@ -205,7 +207,8 @@ def join(view: RecordsView, probes: pa.Table, spec: JoinSpec, keys: Sequence[Key
 
 
 def _whole_pairs(view: RecordsView, key: Key | None, prep: _Prepared, spec: JoinSpec,
-                 order: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+                 order: Sequence[str],
+                 threads: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """(probe, version-wide row) of every match, by one search of the version-wide key per
     probe instead of one per chunk; None when there is no such key for these fields (or a
     residual filter, which reads chunk columns: the per-chunk way does that)."""
@@ -215,14 +218,29 @@ def _whole_pairs(view: RecordsView, key: Key | None, prep: _Prepared, spec: Join
     vk = key.whole(view, cols.positions) if cols.uniform else None
     if vk is None or tuple(vk.fields[:len(order)]) != tuple(order):
         return None
-    codes = [np.where(prep.valid, vk.codes_of(i, prep.values[f]), -1)
-             for i, f in enumerate(order)]
-    a, z = vk.probe_ranges(codes)
-    lens = z - a
-    total = int(lens.sum())
-    probe = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
-    pos = np.arange(total, dtype=np.int64) + np.repeat(a - (np.cumsum(lens) - lens), lens)
-    rows = vk.rows[pos].astype(np.int64)
+
+    def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        codes = [np.where(prep.valid[lo:hi], vk.codes_of(i, prep.values[f][lo:hi]), -1)
+                 for i, f in enumerate(order)]
+        a, z = vk.probe_ranges(codes)
+        lens = z - a
+        total = int(lens.sum())
+        probe = np.repeat(np.arange(lo, hi, dtype=np.int64), lens)
+        pos = np.arange(total, dtype=np.int64) + np.repeat(a - (np.cumsum(lens) - lens), lens)
+        return probe, vk.rows[pos].astype(np.int64)
+
+    # The searches are binary chops in memory far larger than the caches, and numpy lets go
+    # of the GIL in them: split the (sorted) probes between threads.
+    n = len(prep.valid)
+    k = max(1, min(threads or os.cpu_count() or 2, n // PARALLEL_PROBES))
+    cuts = [n * j // k for j in range(k + 1)]
+    if k == 1:
+        probe, rows = part(0, n)
+    else:
+        with ThreadPoolExecutor(k) as pool:
+            done = list(pool.map(lambda j: part(cuts[j], cuts[j + 1]), range(k)))
+        probe = np.concatenate([d[0] for d in done])
+        rows = np.concatenate([d[1] for d in done])
     if prep.order is not None:
         probe = prep.order[probe]
     return probe, rows
