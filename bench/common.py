@@ -139,8 +139,11 @@ def write_section(key: str, title: str, command: str, body: str) -> None:
     start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = (f"{start}\n## {title}\n\nCommand: `{command}` ({stamp})\n\n{body}\n{end}")
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    # The end marker after this start (a stray one earlier in the file once duplicated half
+    # of it).
+    at = text.find(start)
+    if at >= 0 and end in text[at:]:
+        text = text[:at] + section + text[text.index(end, at) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)
