@@ -108,8 +108,25 @@ class RefStore:
                 return rec[:-1].decode("ascii")
         return None
 
-    def set_locked(self, dataset: str, alias: str | None, new: str | None) -> None:
+    def head_path(self, dataset: str) -> Path:
+        return self._file(dataset, None)
+
+    def head_records(self, dataset: str) -> list[str]:
+        """Every well-formed record of the HEAD log, oldest first (HEAD is the last)."""
+        try:
+            raw = self._file(dataset, None).read_bytes()
+        except FileNotFoundError:
+            return []
+        recs = (raw[i:i + RECORD] for i in range(0, len(raw) - RECORD + 1, RECORD))
+        return [r[:-1].decode("ascii") for r in recs
+                if r[-1:] == b"\n" and _VERSION.fullmatch(r[:-1])]
+
+    def set_locked(self, dataset: str, alias: str | None, new: str | None, *,
+                   sync: bool = True) -> None:
         """Move a ref; the caller holds ``lock(dataset)``. ``None`` deletes it.
+
+        ``sync=False`` leaves HEAD in the page cache, for a caller whose commit log makes the
+        move durable.
 
         HEAD is a log of fixed-size records (``<64 hex>\n``), appended to: one small write
         instead of creating and renaming a file, which costs a millisecond or more on busy
@@ -131,13 +148,13 @@ class RefStore:
             if size + RECORD > MAX_HEAD_LOG:
                 os.close(fd)
                 fd = -1
-                atomic_write_bytes(path, record, self.tmp_dir, durable=self.durable)
+                atomic_write_bytes(path, record, self.tmp_dir, durable=self.durable and sync)
                 return
             whole = size - size % RECORD
             os.pwrite(fd, record, whole)
             if whole != size:
                 os.ftruncate(fd, whole + RECORD)
-            if self.durable:
+            if self.durable and sync:
                 os.fsync(fd)
                 if size == 0:
                     fsync_dir(path.parent)
