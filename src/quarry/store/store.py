@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from quarry.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuarryError
-from quarry.store.atomic import atomic_write_bytes, ensure_free_space, fsync_dir
+from quarry.store.atomic import atomic_write_bytes, ensure_free_space, fsync_dir, fsync_path
 from quarry.store.blobs import BlobStore
 from quarry.store.commitlog import INLINE_MAX, INLINE_TOTAL, CommitLog, Record, boot_id
 from quarry.store.journal import ALIAS, COMMIT, Event, Journal
@@ -179,7 +179,7 @@ class Store:
             loose += [self.blobs.path(b) for b in inline]
             loose += [self._manifest_path(version), self.refs.head_path(snap.dataset)]
         for path in loose:
-            _fsync_file(path)
+            fsync_path(path)
         for folder in {p.parent for p in loose}:
             fsync_dir(folder)
 
@@ -369,11 +369,3 @@ class Store:
             self.journal.append(event)
         self._notify(event)
         return previous
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
