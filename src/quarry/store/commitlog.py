@@ -42,11 +42,11 @@ HEADER = 4096
 MAGIC = b"QWAL1\n"
 REC = struct.Struct("<4sIII")  # magic, generation, payload length, crc32
 REC_MAGIC = b"QREC"
-DEFAULT_SIZE = 16 << 20
+DEFAULT_SIZE = 8 << 20
 # Blobs up to this size travel inside the record; bigger ones are fsync'ed by their writer
 # (their own write dwarfs an fsync). A commit inlines at most INLINE_TOTAL bytes of blobs.
 INLINE_MAX = 64 << 10
-INLINE_TOTAL = 2 << 20
+INLINE_TOTAL = 1 << 20
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
