@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from quarry.store import Store
 from quarry.store.journal import ALIAS, COMMIT, Event, Journal
 from tests.store.test_store import snap
@@ -65,7 +67,7 @@ def test_segments_rotate_and_offsets_stay_one_sequence(tmp_path: object) -> None
     assert len(segs) == 3 and segs[0][0] > 0  # old segments were pruned
     assert offset == j.end() == segs[-1][0] + segs[-1][1].stat().st_size
     # Each segment's base is where the one before it ended.
-    for (b1, p1), (b2, _) in zip(segs, segs[1:], strict=False):
+    for (b1, p1), (b2, _) in itertools.pairwise(segs):
         assert b1 + p1.stat().st_size == b2
     # From 0 (pruned) a reader resumes at the oldest event kept and reads on in order.
     pos, rest, last = 0, [], -1

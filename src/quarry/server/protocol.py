@@ -24,9 +24,6 @@ def find_hot_routes(app: Any) -> HotRoutes | None:
 _GET = b"GET /"
 _HTTP11 = b" HTTP/1.1\r\n"
 _END = b"\r\n\r\n"
-# Headers that change how a request is framed or answered: such requests take the parser.
-_FRAMING = (b"\ncontent-length", b"\ntransfer-encoding", b"\nconnection", b"\nexpect",
-            b"\nupgrade")
 
 
 class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
@@ -48,6 +45,8 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         goes to httptools exactly as before.
         """
         hot = self._hot_routes
+        # Headers that change how a request is framed or answered (content-length,
+        # transfer-encoding, connection, expect, upgrade) send it to the parser.
         if (hot is not None and self._idle and data.startswith(_GET)
                 and data.endswith(_END) and data.find(_END) == len(data) - 4
                 and not self.pipeline
@@ -56,7 +55,9 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
             end = eol - len(_HTTP11) + 2  # where " HTTP/1.1" starts, if the line ends so
             if end > 4 and data[end:eol + 2] == _HTTP11 and b" " not in data[4:end]:
                 low = data[eol:].lower()
-                if not any(h in low for h in _FRAMING):
+                if not (b"\ncontent-length" in low or b"\ntransfer-encoding" in low
+                        or b"\nconnection" in low or b"\nexpect" in low
+                        or b"\nupgrade" in low):
                     try:
                         resp = hot.respond(b"GET", data[4:end])
                     except Exception:
