@@ -133,9 +133,10 @@ class Journal:
         except FileNotFoundError:
             return base
 
-    def _locate(self, offset: int) -> tuple[int, int, Path] | None:
+    def _locate(self, offset: int) -> tuple[int, int, Path | None] | None:
         """(offset, base, file) of the segment to read ``offset`` from, the offset moved to
-        the oldest event kept if it is not in the journal."""
+        the oldest event kept if it is not in the journal; no file when the offset is the
+        journal's end, so a polling reader costs one ``stat``."""
         base, path = self._active
         if base <= offset:
             # The common case, a tail reader: one stat instead of listing the segments.
@@ -143,8 +144,10 @@ class Journal:
                 size = path.stat().st_size
             except FileNotFoundError:
                 size = -1
-            if offset - base < size or (offset - base == size < self.segment_bytes):
+            if offset - base < size:
                 return offset, base, path
+            if offset - base == size < self.segment_bytes:
+                return offset, base, None  # at the end: nothing new to read
         segs = self.segments()
         if not segs:
             return None
@@ -163,6 +166,8 @@ class Journal:
         if found is None:
             return [], offset
         offset, base, path = found
+        if path is None:
+            return [], offset
         try:
             with open(path, "rb") as f:
                 f.seek(offset - base)
