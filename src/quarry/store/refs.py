@@ -62,9 +62,20 @@ class RefStore:
         self.tmp_dir = tmp_dir
         root.mkdir(parents=True, exist_ok=True)
         locks.mkdir(parents=True, exist_ok=True)
+        # Checked names and their folders: HEAD reads are frequent (every version lookup) and
+        # validating and joining paths cost more than the read itself.
+        self._dirs: dict[str, str] = {}
+
+    def _dir_str(self, dataset: str) -> str:
+        d = self._dirs.get(dataset)
+        if d is None:
+            d = os.path.join(self.root, check_dataset_name(dataset))
+            if len(self._dirs) < 4096:
+                self._dirs[dataset] = d
+        return d
 
     def _dir(self, dataset: str) -> Path:
-        return self.root / check_dataset_name(dataset)
+        return Path(self._dir_str(dataset))
 
     def _file(self, dataset: str, alias: str | None) -> Path:
         d = self._dir(dataset)
@@ -83,14 +94,13 @@ class RefStore:
             os.close(fd)
 
     def get(self, dataset: str, alias: str | None = None) -> str | None:
-        path = self._file(dataset, alias)
         if alias is not None:
             try:
-                return path.read_text().strip() or None
+                return self._file(dataset, alias).read_text().strip() or None
             except FileNotFoundError:
                 return None
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(os.path.join(self._dir_str(dataset), HEAD), os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
@@ -176,13 +186,19 @@ class RefStore:
             self.set_locked(dataset, alias, new)
 
     def aliases(self, dataset: str) -> dict[str, str]:
-        d = self._dir(dataset) / ALIASES
-        if not d.is_dir():
+        d = os.path.join(self._dir_str(dataset), ALIASES)
+        try:
+            names = sorted(os.listdir(d))
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         out = {}
-        for f in sorted(d.iterdir()):
-            if not f.name.endswith(".tmp"):
-                out[f.name] = f.read_text().strip()
+        for name in names:
+            if not name.endswith(".tmp"):
+                try:
+                    with open(os.path.join(d, name)) as f:
+                        out[name] = f.read().strip()
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
         return out
 
     def datasets(self) -> list[str]:
