@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -11,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from quarry.budget import budget_from_env, ram_share
 from quarry.datasets.kinds import Data, read_data
 from quarry.datasets.lines import LinesView
 from quarry.datasets.records import RecordsView
@@ -29,17 +29,7 @@ KEY_BUDGET_FRACTION = 0.25  # of physical memory, for keys the key builder makes
 
 def default_key_budget() -> int:
     """``QUARRY_KEY_BUDGET`` (bytes, or with a K/M/G suffix), else a fraction of RAM."""
-    env = os.environ.get("QUARRY_KEY_BUDGET", "").strip().upper()
-    if env:
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(env[-1], 1)
-        try:
-            return int(float(env.rstrip("KMG")) * scale)
-        except ValueError:
-            raise BadRequest(f"QUARRY_KEY_BUDGET must be bytes (or 512M, 2G): {env!r}") from None
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * KEY_BUDGET_FRACTION)
-    except (ValueError, OSError, AttributeError):
-        return 1 << 30
+    return budget_from_env("QUARRY_KEY_BUDGET", ram_share(KEY_BUDGET_FRACTION))
 
 
 class Engine:

@@ -5,35 +5,30 @@ lies: at 20 M rows, ~20 rows x 6 columns are ~120 cache and TLB misses, and that
 is most of its cost. A payload key stores the rows sorted by the key (equal keys in row
 order), so the rows of one value are one contiguous slice of every column: the answer is a
 zero-copy ``Table.slice``. It costs a second copy of the data in memory, so it is made only
-within ``QUARRY_PAYLOAD_BUDGET`` (bytes or K/M/G; default 0: none), for declared keys, by
+within ``QUARRY_PAYLOAD_BUDGET`` (bytes or K/M/G; default an eighth of RAM: Roxie's keys are
+in memory), for declared keys, by
 ``Engine.warm`` or in the background on first use.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from quarry.budget import budget_from_env, ram_share
 from quarry.datasets.gather import VersionColumns
-from quarry.errors import BadRequest
 from quarry.index.keys import ChunkKey
 
+# Payload keys copy the data: by default they may take this share of RAM (per process).
+PAYLOAD_FRACTION = 0.125
 BATCH = 1 << 20  # rows gathered at a time while copying (bounds the temporary arrays)
 
 
 def default_payload_budget() -> int:
-    env = os.environ.get("QUARRY_PAYLOAD_BUDGET", "").strip().upper()
-    if not env:
-        return 0
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(env[-1], 1)
-    try:
-        return int(float(env.rstrip("KMG")) * scale)
-    except ValueError:
-        raise BadRequest(f"QUARRY_PAYLOAD_BUDGET must be bytes (or 512M, 2G): {env!r}") from None
+    return budget_from_env("QUARRY_PAYLOAD_BUDGET", ram_share(PAYLOAD_FRACTION))
 
 
 @dataclass(frozen=True)
