@@ -102,7 +102,7 @@ def process(args: list[str], health_url: str, env: dict[str, str] | None = None,
 
 @contextmanager
 def nginx_static(body: bytes, port: int, workers: int = 2) -> Iterator[str]:
-    """nginx serving one static file; yields its URL."""
+    """nginx serving one static file (also at every /lines/<n>); yields its URL."""
     if shutil.which("nginx") is None:
         sys.exit("nginx is not installed: apt-get install -y wrk nginx")
     with tempfile.TemporaryDirectory(prefix="quarry-nginx-") as d:
@@ -118,7 +118,10 @@ def nginx_static(body: bytes, port: int, workers: int = 2) -> Iterator[str]:
             "http { access_log off; "
             f"client_body_temp_path {root}/cb; proxy_temp_path {root}/px; "
             f"fastcgi_temp_path {root}/fc; uwsgi_temp_path {root}/uw; scgi_temp_path {root}/sc; "
-            f"server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }} }} }}\n")
+            f"server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }}\n"
+            # Any /lines/<n> is the one static file, so nginx can take the very wrk script
+            # (random line numbers) the line server gets: same client work on both sides.
+            "location /lines/ { rewrite ^ /line.txt break; } } }\n")
         url = f"http://127.0.0.1:{port}/line.txt"
         with process(["nginx", "-c", str(conf), "-e", str(root / "error.log")], url):
             yield url

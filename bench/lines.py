@@ -214,8 +214,14 @@ def main() -> None:
                            quarry_url, script=LUA, duration=args.duration,
                            env={**env, "PATH_PREFIX": "/datasets/big-sparse/lines/"}))
     with nginx_static(body_line + b"\n", nport, workers=args.workers) as nurl:
+        nbase = nurl.rsplit("/", 1)[0]
         wrk("warm", nurl, duration=2)
+        # The reference: nginx serving its static file at one URL, without a script.
         nginx = wrk("nginx static file of one line (reference)", nurl, duration=args.duration)
+        # Also with the very script Quarry gets (random /lines/<n>, one file behind them):
+        # wrk's Lua request builder costs client CPU on the same two cores.
+        nginx_lua = wrk("nginx, same file at random /lines/<n> (same wrk script)", nbase,
+                        script=LUA, env=env, duration=args.duration)
     sqlite_cmd = [PY, "-m", "uvicorn", "bench.sqlite_lines_app:app", "--port", str(sport),
                   "--workers", str(args.workers), "--http", "httptools", "--loop", "uvloop",
                   "--no-access-log", "--log-level", "warning"]
@@ -227,18 +233,18 @@ def main() -> None:
                          duration=args.duration)
 
     serve_rows = []
-    for r in [nginx, *results, sqlite_res]:
+    for r in [nginx, nginx_lua, *results, sqlite_res]:
         serve_rows.append([r.name, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
                            str(r.errors), f"{r.rps / nginx.rps:.2f}",
-                           f"{r.rps / sqlite_res.rps:.1f}"])
+                           f"{r.rps / nginx_lua.rps:.2f}", f"{r.rps / sqlite_res.rps:.1f}"])
     body = (
         f"File: {mb:,.0f} MB, {nlines:,} random lines of 20-200 bytes; {args.workers} server "
         f"workers; `wrk -t2 -c64 -d{args.duration}s` (random line numbers via "
         "bench/random_lines.lua).\n\n### Index build (MB/s, best of 3, warm cache)\n\n"
         + table(["what", "MB/s", "× numpy scan", "notes"], build_rows)
         + "\n\n### Serving\n\n"
-        + table(["target", "req/s", "p50 ms", "p99 ms", "errors", "× nginx", "× SQLite"],
-                serve_rows)
+        + table(["target", "req/s", "p50 ms", "p99 ms", "errors", "× nginx",
+                 "× nginx, same script", "× SQLite"], serve_rows)
         + "\n"
     )
     print(body)

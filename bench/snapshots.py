@@ -246,14 +246,14 @@ def bench_latency(n: int, ports: tuple[int, int, int]) -> list[float]:
 
 
 NOTES = """Notes. HTTP figures are from `wrk` (one connection, one request at a time, unless \
-stated), so they measure the server, not a Python client. On this shared machine an fsync \
-costs 3-5 ms and creating a file about 0.1-1 ms, and both vary several-fold from run to run \
-with the other work on the disk: a durable 1 KB PUT makes 5 fsyncs (blob, its folder, \
-manifest, its folder, HEAD), so it cannot reach 10x a git commit that fsyncs only its refs; \
-without fsync (the durability git's defaults give) it is 4-10x. `cp` writes into the page \
-cache and returns before the disk has the data; Quarry hashes every byte (SHA-256, ~850 MB/s \
-on one core here) and fsyncs before it answers, so the like-for-like reference is `cp` + \
-`sync`."""
+stated), so they measure the server, not a Python client. A durable 1 KB PUT writes its blob, \
+manifest and HEAD record to the page cache and makes them durable with one `fdatasync` of the \
+store's commit log (docs/architecture.md, *Durability*); git's defaults fsync nothing but its \
+refs. File creation and fsync times on this shared disk vary several-fold from run to run with \
+the other work on it. For big documents `cp` writes into the page cache and returns before the \
+disk has the data, while Quarry hashes every byte (SHA-256, 600-850 MB/s on one core here) and \
+fsyncs before it answers: the disk's own write rate (`cp` + `sync`) bounds it, so the \
+like-for-like reference is `cp` + `sync`."""
 
 
 def pct(xs: list[float], p: float) -> float:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 CONFIG = """
 data: {data}
-http: {{host: 127.0.0.1, port: {http}}}
+http: {{host: 127.0.0.1, port: {http}, workers: {workers}}}
 events: {{pub: "tcp://127.0.0.1:{pub}"}}
 compat: {{rep: "tcp://127.0.0.1:{rep}"}}
 pipelines:
@@ -58,10 +58,13 @@ def wait_for(check: object, timeout: float = 30.0) -> None:
     raise TimeoutError("condition not met")
 
 
-def test_up_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_up_end_to_end(tmp_path: Path, workers: int) -> None:
+    """With 2 workers the HTTP server runs in other processes than the bus and pipelines:
+    their commits must reach them (and the metrics) all the same."""
     ports = {"http": free_port(), "pub": free_port(), "rep": free_port()}
     cfg = tmp_path / "quarry.yaml"
-    cfg.write_text(CONFIG.format(data=tmp_path / "data", **ports))
+    cfg.write_text(CONFIG.format(data=tmp_path / "data", workers=workers, **ports))
     base = f"http://127.0.0.1:{ports['http']}"
     rep = f"tcp://127.0.0.1:{ports['rep']}"
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -144,14 +147,16 @@ def test_up_end_to_end(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         assert proc.stderr is not None
-        assert b"quarry up: stopped" in proc.stderr.read()
+        err = proc.stderr.read()
+        assert b"quarry up: stopped" in err
+        assert (b"(2 workers)" in err) == (workers == 2)
     ctx.term()
 
 
 def test_up_refuses_a_busy_port(tmp_path: Path) -> None:
     ports = {"http": free_port(), "pub": free_port(), "rep": free_port()}
     cfg = tmp_path / "quarry.yaml"
-    cfg.write_text(CONFIG.format(data=tmp_path / "data", **ports))
+    cfg.write_text(CONFIG.format(data=tmp_path / "data", workers=1, **ports))
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     with ctx.socket(zmq.PUB) as busy:
         busy.bind(f"tcp://127.0.0.1:{ports['pub']}")
@@ -166,7 +171,7 @@ def test_truncated_put_commits_nothing(tmp_path: Path) -> None:
 
     ports = {"http": free_port(), "pub": free_port(), "rep": free_port()}
     cfg = tmp_path / "quarry.yaml"
-    cfg.write_text(CONFIG.format(data=tmp_path / "data", **ports))
+    cfg.write_text(CONFIG.format(data=tmp_path / "data", workers=1, **ports))
     base = f"http://127.0.0.1:{ports['http']}"
     with running(quarry_cmd("up", "--config", str(cfg)), f"{base}/healthz"):
         assert httpx.put(f"{base}/datasets/t", content=b"kept").status_code == 201

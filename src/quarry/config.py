@@ -40,6 +40,7 @@ class Config:
     data: Path
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1  # HTTP worker processes
     pub: str = "tcp://127.0.0.1:5100"
     legacy_events: bool = True
     rep: str | None = "tcp://127.0.0.1:5000"
@@ -126,7 +127,7 @@ def parse_config(doc: Any, folder: Path) -> Config:
     unknown = set(doc) - {"data", "http", "events", "compat", "pipelines", "log_level"}
     if unknown:
         raise BadRequest(f"config: unknown key(s): {', '.join(sorted(unknown))}")
-    http = _section(doc, "http", {"host", "port"})
+    http = _section(doc, "http", {"host", "port", "workers"})
     events = _section(doc, "events", {"pub", "legacy"})
     compat_raw = doc.get("compat", {})
     rep: str | None
@@ -138,6 +139,10 @@ def parse_config(doc: Any, folder: Path) -> Config:
     port = http.get("port", 8080)
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise BadRequest(f"config: http.port must be a port number, got {port!r}")
+    workers = http.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 256:
+        raise BadRequest(f"config: http.workers must be an integer from 1 to 256, "
+                         f"got {workers!r}")
     raw_stages = doc.get("pipelines") or []
     if not isinstance(raw_stages, list):
         raise BadRequest("config: 'pipelines' must be a list of stages")
@@ -146,7 +151,7 @@ def parse_config(doc: Any, folder: Path) -> Config:
     data = Path(str(doc.get("data", "quarry-data")))
     return Config(
         data=data if data.is_absolute() else folder / data,
-        host=str(http.get("host", "127.0.0.1")), port=port,
+        host=str(http.get("host", "127.0.0.1")), port=port, workers=workers,
         pub=_endpoint(events.get("pub", "tcp://127.0.0.1:5100"), "events.pub"),
         legacy_events=bool(events.get("legacy", True)), rep=rep, stages=stages,
         folder=folder, log_level=str(doc.get("log_level", "warning")),

@@ -1,8 +1,10 @@
 """``quarry up``: one process running the HTTP server, the event bus, the snapshot service's
 ZeroMQ endpoint and the pipelines, stopped cleanly (in that order) on SIGINT or SIGTERM.
 
-The HTTP server runs one worker in this process, so a PUT wakes the bus and the event
-streams directly; writes from other processes reach them through the event journal.
+With one HTTP worker (the default) the server runs in this process, so a PUT wakes the bus
+and the event streams directly. With ``http.workers: N`` the workers are processes of their
+own and this one runs the bus, the endpoint and the pipelines: the workers' commits reach
+them through the event journal, which the bus then polls every few milliseconds.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ import zmq
 from quarry import logs
 from quarry.config import Config
 from quarry.engine import Engine
-from quarry.events.bus import Bus
+from quarry.events.bus import POLL, Bus
 from quarry.events.compat import CompatEndpoint
 from quarry.events.pipelines import Outcome, Pipelines, check_stage_kinds
 from quarry.server.app import create_app
 from quarry.server.metrics import Metrics
-from quarry.server.runner import PROTOCOL
+from quarry.server.runner import PROTOCOL, serve, shared_metrics
 from quarry.server.settings import ServeSettings
 from quarry.store import Store
 
@@ -32,11 +34,13 @@ from quarry.store import Store
 class Services:
     """Everything ``quarry up`` runs besides the HTTP server, started and stopped together."""
 
-    def __init__(self, config: Config, store: Store, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: Config, store: Store, metrics: Metrics | None = None, *,
+                 poll: float = POLL) -> None:
         check_stage_kinds(config.stages)
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
-            self.bus = Bus(store, self.ctx, config.pub, legacy=config.legacy_events)
+            self.bus = Bus(store, self.ctx, config.pub, legacy=config.legacy_events,
+                           poll=poll)
             self.compat = CompatEndpoint(store, self.ctx, config.rep) if config.rep else None
         except BaseException:
             self.ctx.destroy(linger=0)
@@ -76,6 +80,9 @@ def run_up(config: Config, *, announce: Callable[[str], None] | None = None) -> 
                    config.log_level)
     store = Store(config.data)
     store.clean_tmp()
+    if config.workers > 1:
+        _run_workers(config, store, announce)
+        return
     engine = Engine(store)
     settings = ServeSettings(data=str(config.data), host=config.host, port=config.port,
                              log_level=config.log_level)
@@ -100,12 +107,44 @@ def run_up(config: Config, *, announce: Callable[[str], None] | None = None) -> 
     try:
         services.start()
         if announce is not None:
-            announce(f"quarry up: http://{config.host}:{config.port} · events {config.pub} · "
-                     f"snapshot service {config.rep or 'off'} · "
-                     f"{len(config.stages)} pipeline stage(s) · data {config.data}")
+            announce(_banner(config))
         server.run()
     finally:
         services.stop()
         for s, h in previous.items():
             signal.signal(s, h)
         print("quarry up: stopped", file=sys.stderr, flush=True)
+
+
+# With HTTP workers in other processes, every commit reaches the bus through the journal:
+# a poll this often keeps event latency in milliseconds (one stat() a poll when idle).
+WORKER_POLL = 0.002
+
+
+def _run_workers(config: Config, store: Store,
+                 announce: Callable[[str], None] | None) -> None:
+    settings = ServeSettings(data=str(config.data), host=config.host, port=config.port,
+                             log_level=config.log_level, workers=config.workers)
+    with shared_metrics(config.workers):
+        # prometheus_client chose where values live when it was imported; this process's
+        # counters (events, pipeline runs) must go to the workers' shared files as well.
+        from prometheus_client import values
+
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        services = Services(config, store, Metrics(Engine(store)), poll=WORKER_POLL)
+        sys.setswitchinterval(0.0005)
+        try:
+            services.start()
+            if announce is not None:
+                announce(_banner(config))
+            serve(settings)  # uvicorn's supervisor stops the workers on SIGINT/SIGTERM
+        finally:
+            services.stop()
+            print("quarry up: stopped", file=sys.stderr, flush=True)
+
+
+def _banner(config: Config) -> str:
+    workers = f" ({config.workers} workers)" if config.workers > 1 else ""
+    return (f"quarry up: http://{config.host}:{config.port}{workers} · events {config.pub} · "
+            f"snapshot service {config.rep or 'off'} · "
+            f"{len(config.stages)} pipeline stage(s) · data {config.data}")

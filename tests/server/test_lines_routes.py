@@ -137,3 +137,22 @@ def test_hot_path_answers_like_the_app(served: TestClient, engine: Engine) -> No
     for url in ["/lines/1?version=x", "/datasets", "/healthz", "/datasets/frank/lines"]:
         assert hot.respond(b"GET", url.encode()) is None
     assert hot.respond(b"POST", b"/lines/1") is None
+
+
+@pytest.mark.parametrize("base", [0, 1])
+def test_hot_path_numbers_like_the_app(engine: Engine, store: Store, base: int) -> None:
+    """Line numbers as the hot path reads them (leading zeros, the 2^63 edge, the base)."""
+    put_lines(store, "frank", FRANKENSTEIN)
+    c = make_client(engine, default_dataset="frank", index_base=base)
+    hot = c.app.hot_routes  # type: ignore[attr-defined]
+    last = len(EXPECTED)
+    for raw in ["0", "1", "007", "00", str(last - 1), str(last), str(last + 1),
+                "9" * 18, "9" * 19, "9223372036854775807", "9223372036854775808", "1e3",
+                "+5", "-0", "5.0"]:
+        for url in (f"/lines/{raw}", f"/datasets/frank/lines/{raw}"):
+            got = hot.respond(b"GET", url.encode())
+            if got is None:
+                continue  # not the hot path's to answer (e.g. not ASCII)
+            head, _, body = got.partition(b"\r\n\r\n")
+            r = c.get(url)
+            assert (int(head.split(b" ")[1]), body) == (r.status_code, r.content), (base, url)

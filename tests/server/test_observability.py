@@ -186,3 +186,14 @@ def test_query_and_ingest_metrics(engine: Engine, store: Store) -> None:
     assert s[("quarry_queries_total",
               (("dataset", "ips"), ("key", "ip-index"), ("kind", "member")))] == 1
     assert s[("quarry_queries_total", (("dataset", "ips"), ("key", ""), ("kind", "stats")))] == 1
+
+
+def test_console_files_are_counted_under_their_mount(engine: Engine) -> None:
+    c = make_client(engine)
+    assert c.get("/console/app.js").status_code == 200
+    assert c.get("/no/such/route").status_code == 404
+    s = samples(c.get("/metrics").text)
+    assert s[("quarry_http_requests_total",
+              (("method", "GET"), ("route", "/console/{path:path}"), ("status", "200")))] == 1
+    assert s[("quarry_http_requests_total",
+              (("method", "GET"), ("route", "unmatched"), ("status", "404")))] == 1

@@ -100,3 +100,57 @@ def test_new_versions_are_picked_up_while_serving(tmp_path: Path) -> None:
         while httpx.get(f"{url}/lines/1").content != b"version two":
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+def test_requests_one_packet_at_a_time_take_the_fast_path_or_the_parser(
+        tmp_path: Path) -> None:
+    """The protocol answers a lone plain GET without the parser; every other shape (split
+    packets, a body, Connection: close, an ASGI route in between) must still be right."""
+    import time
+
+    port = free_port()
+    args = quarry_cmd("serve", str(FRANKENSTEIN), "--data", str(tmp_path / "d"),
+                      "--port", str(port))
+    with running(args, f"http://127.0.0.1:{port}/healthz"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+
+            def ask(*packets: bytes) -> bytes:
+                for p in packets:
+                    s.sendall(p)
+                    time.sleep(0.02)  # separate packets, as a slow client sends them
+                buf = b""
+                while not _complete(buf, 1):
+                    chunk = s.recv(65536)
+                    assert chunk, "the server closed the connection"
+                    buf += chunk
+                return buf
+
+            for n in (1, 5, 7):
+                out = ask(b"GET /lines/%d HTTP/1.1\r\nHost: x\r\n\r\n" % n)
+                assert out.startswith(b"HTTP/1.1 200") and out.endswith(EXPECTED[n - 1])
+            out = ask(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b'"status":"ok"' in out
+            out = ask(b"GET /lines/2 HTTP/1.1\r\nHo", b"st: x\r\n\r\n")  # split request
+            assert out.endswith(EXPECTED[1])
+            # A body announced in the headers and sent in the next packet belongs to this
+            # request: it must not be read as the next one.
+            out = ask(b"GET /lines/3 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n",
+                      b"hello")
+            assert out.endswith(EXPECTED[2])
+            out = ask(b"GET /lines/4 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert out.endswith(EXPECTED[3])
+            out = ask(b"GET /lines/99999999 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 413")
+            out = ask(b"GET /lines/6 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert out.endswith(EXPECTED[5])
+            assert s.recv(10) == b""  # closed as asked
+        # An idle keep-alive connection is closed after the keep-alive timeout (5 s), even
+        # when all its requests took the fast path.
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+            s.sendall(b"GET /lines/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            buf = b""
+            while not _complete(buf, 1):
+                buf += s.recv(65536)
+            t0 = time.monotonic()
+            assert s.recv(10) == b""
+            assert 3 < time.monotonic() - t0 < 12

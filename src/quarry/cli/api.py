@@ -30,6 +30,10 @@ LastOpt = Annotated[int | None, typer.Option("--last-id", help="Last item id (in
 PageOpt = Annotated[int | None, typer.Option("--page-size", help="Items per request.")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds per request.")]
 RetriesOpt = Annotated[int | None, typer.Option("--retries", help="Tries after the first.")]
+FlushOpt = Annotated[int, typer.Option(
+    "--flush-rows", min=1, help="Checkpoint each range every this many items.")]
+RestartOpt = Annotated[bool, typer.Option(
+    "--restart", help="Drop the checkpoints of an earlier run of this fetch.")]
 
 
 def api_settings(config: Path | None, env: str | None, **overrides: Any) -> ApiSettings:
@@ -80,11 +84,7 @@ def register(app: typer.Typer) -> None:
         rate_limit: RateOpt = None, pool: PoolOpt = None, first_id: FirstOpt = None,
         last_id: LastOpt = None, page_size: PageOpt = None, timeout: TimeoutOpt = None,
         retries: RetriesOpt = None,
-        flush_rows: Annotated[int, typer.Option(
-            "--flush-rows", min=1, help="Checkpoint each range every this many items.")]
-            = 50_000,
-        restart: Annotated[bool, typer.Option(
-            "--restart", help="Drop the checkpoints of an earlier run of this fetch.")] = False,
+        flush_rows: FlushOpt = 50_000, restart: RestartOpt = False,
         message: Annotated[str, typer.Option("--message", "-m")] = "",
         data: DataOpt = DEFAULT_DATA,
     ) -> None:

@@ -13,10 +13,12 @@ from quarry.cli.api import (
     ConfigOpt,
     EnvOpt,
     FirstOpt,
+    FlushOpt,
     LastOpt,
     PageOpt,
     PoolOpt,
     RateOpt,
+    RestartOpt,
     RetriesOpt,
     TimeoutOpt,
     UrlOpt,
@@ -116,11 +118,7 @@ def register(app: typer.Typer) -> None:
         rate_limit: RateOpt = None, pool: PoolOpt = None, first_id: FirstOpt = None,
         last_id: LastOpt = None, page_size: PageOpt = None, timeout: TimeoutOpt = None,
         retries: RetriesOpt = None,
-        flush_rows: Annotated[int, typer.Option(
-            "--flush-rows", min=1, help="Checkpoint each range every this many items.")]
-            = 50_000,
-        restart: Annotated[bool, typer.Option(
-            "--restart", help="Drop the checkpoints of an earlier run.")] = False,
+        flush_rows: FlushOpt = 50_000, restart: RestartOpt = False,
         checkpoints: Annotated[bool, typer.Option(
             "--checkpoints/--no-checkpoints",
             help="Keep checkpoints in the data folder, so a stopped run resumes.")] = True,

@@ -66,14 +66,15 @@ def bind(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str) -> zmq.S
 
 class Bus(threading.Thread):
     def __init__(self, store: Store, ctx: zmq.Context[zmq.Socket[bytes]],
-                 endpoint: str = DEFAULT_PUB, *, legacy: bool = True) -> None:
+                 endpoint: str = DEFAULT_PUB, *, legacy: bool = True,
+                 poll: float = POLL) -> None:
         super().__init__(name="quarry-bus", daemon=True)
         self.endpoint = endpoint
         self.legacy = legacy
         # Bound here, in the caller's thread, so "address in use" is reported at start-up;
         # from then on only the bus thread touches the socket.
         self._sock = bind(ctx, zmq.PUB, endpoint)
-        self._tail = JournalTail(store)
+        self._tail = JournalTail(store, poll)
         self._halt = threading.Event()
         self._subscribers: list[Callable[[Event], None]] = []
         self.published = 0

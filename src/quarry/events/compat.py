@@ -116,10 +116,13 @@ class CompatEndpoint(threading.Thread):
     def run(self) -> None:
         cache = ReplyCache()
         try:
+            # A receive timeout instead of poll() then recv(): one call per request.
+            self._sock.setsockopt(zmq.RCVTIMEO, 100)
             while not self._halt.is_set():
-                if not self._sock.poll(100):
+                try:
+                    frames = self._sock.recv_multipart()
+                except zmq.Again:
                     continue
-                frames = self._sock.recv_multipart()
                 if len(frames) != 1:
                     reply = error(f"expected one frame, got {len(frames)}")
                 else:

@@ -121,7 +121,12 @@ class ObservedApp:
         finally:
             seconds = time.perf_counter() - start
             route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = getattr(route, "path", None)
+            if path is None:
+                # A mounted app (the console's static files) sets no route, only the mount
+                # point in root_path; a label per file would make one series per URL.
+                mount = scope.get("root_path", "")
+                path = f"{mount}/{{path:path}}" if mount else "unmatched"
             self.metrics.request(path, method, status, seconds)
             log.info("%s %s %d %.1fms", method, scope["path"], status, seconds * 1000,
                      extra=fields(route=path, status=status))

@@ -21,11 +21,71 @@ def find_hot_routes(app: Any) -> HotRoutes | None:
     return None
 
 
+_GET = b"GET /"
+_HTTP11 = b" HTTP/1.1\r\n"
+_END = b"\r\n\r\n"
+
+
 class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hot_routes = find_hot_routes(self.app)
         self._hot_response: bytes | None = None
+        # True between messages: the parser holds no part of a request.
+        self._idle = True
+        self._last_hot = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        """A lone, plain ``GET`` of a hot route is answered without the parser.
+
+        The common case under load (one keep-alive request per packet, a handful of
+        headers) otherwise costs a scope dict and a Python callback per header before the
+        hot path even sees the URL. Anything else — several requests in one packet, a
+        partial one, HTTP/1.0, a body or framing headers, a route the hot path declines —
+        goes to httptools exactly as before.
+        """
+        hot = self._hot_routes
+        # Headers that change how a request is framed or answered (content-length,
+        # transfer-encoding, connection, expect, upgrade) send it to the parser.
+        if (hot is not None and self._idle and data.startswith(_GET)
+                and data.endswith(_END) and data.find(_END) == len(data) - 4
+                and not self.pipeline
+                and (self.cycle is None or self.cycle.response_complete)):
+            eol = data.find(b"\r\n")
+            end = eol - len(_HTTP11) + 2  # where " HTTP/1.1" starts, if the line ends so
+            if end > 4 and data[end:eol + 2] == _HTTP11 and b" " not in data[4:end]:
+                low = data[eol:].lower()
+                if not (b"\ncontent-length" in low or b"\ntransfer-encoding" in low
+                        or b"\nconnection" in low or b"\nexpect" in low
+                        or b"\nupgrade" in low):
+                    try:
+                        resp = hot.respond(b"GET", data[4:end])
+                    except Exception:
+                        resp = None  # the ASGI route answers instead, and logs any error
+                    if resp is not None:
+                        self.transport.write(resp)
+                        self.server_state.total_requests += 1
+                        # The keep-alive timer is re-armed lazily (see the handler below)
+                        # instead of cancelled and re-created for every request.
+                        self._last_hot = self.loop.time()
+                        if self.timeout_keep_alive_task is None:
+                            self.timeout_keep_alive_task = self.loop.call_later(
+                                self.timeout_keep_alive, self.timeout_keep_alive_handler)
+                        return
+        super().data_received(data)
+
+    def timeout_keep_alive_handler(self) -> None:
+        idle = self.loop.time() - self._last_hot
+        if idle < self.timeout_keep_alive:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive - idle, self.timeout_keep_alive_handler)
+            return
+        self.timeout_keep_alive_task = None
+        super().timeout_keep_alive_handler()
+
+    def on_message_begin(self) -> None:
+        self._idle = False
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         hot = self._hot_routes
@@ -51,6 +111,7 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._idle = True
         resp = self._hot_response
         if resp is None:
             super().on_message_complete()

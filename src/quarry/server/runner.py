@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
@@ -15,19 +17,33 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when wor
 
 
 def run(settings: ServeSettings) -> None:
+    with shared_metrics(settings.workers):
+        serve(settings)
+
+
+@contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, a folder where each process keeps its metric values (a scrape of
+    any worker sums them); removed when the server stops."""
+    if workers <= 1:
+        yield
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="quarry-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def serve(settings: ServeSettings) -> None:
+    """Run the HTTP server until SIGINT/SIGTERM (with several workers, uvicorn's supervisor
+    starts, watches and stops them)."""
     # Workers are separate processes (each maps the same files, so the page cache is shared);
     # they rebuild the app from these settings.
     os.environ[ENV_VAR] = settings.to_env()
-    metrics_dir = None
-    if settings.workers > 1:
-        # Each worker writes its metric values to files here; a scrape of any worker sums them.
-        metrics_dir = tempfile.mkdtemp(prefix="quarry-metrics-")
-        os.environ[MULTIPROC_ENV] = metrics_dir
-    try:
-        _run(settings)
-    finally:
-        if metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    _run(settings)
 
 
 def _run(settings: ServeSettings) -> None:

@@ -10,12 +10,16 @@ from pathlib import Path
 from quarry.errors import InsufficientStorage
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder's fsync makes the names in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_path
 
 
 def temp_path(tmp_dir: Path, hint: str = "") -> Path:

@@ -81,7 +81,7 @@ def collect(store: Store, *, keep: int = 10, apply: bool = False,
                     log.write(orjson.dumps(entry) + b"\n")
             for version in dropped_versions:
                 store._manifest_path(version).unlink(missing_ok=True)
-            store._load.cache_clear()
+            store.drop_caches()
             store._ids.clear()
             for blob in dropped_blobs:
                 store.blobs.path(blob).unlink(missing_ok=True)

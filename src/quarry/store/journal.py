@@ -1,7 +1,7 @@
 """The event journal: an append-only file of change events, one JSON object per line.
 
 Every commit and alias move appends a line here, whichever process made it (a server, the
-CLI, a pipeline). Publishers (the ZeroMQ bus, the HTTP event stream) tail this one file, so
+CLI, a pipeline). Publishers (the ZeroMQ bus, the HTTP event stream) tail this journal, so
 a change is published once, in commit order, even when the writer knew nothing of them.
 The byte offset just past a line is that event's position: a reader resumes from it.
 """
@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+# A segment of the journal is closed at this size; the newest KEEP_SEGMENTS are kept
+# (about a million events each).
+SEGMENT_BYTES = 64 << 20
+KEEP_SEGMENTS = 4
 
 # Event names. ``failed`` is published by pipelines; the store publishes the other two.
 COMMIT = "commit"
@@ -57,39 +62,117 @@ class Event:
 
 
 class Journal:
-    """Appends and reads events. Appends take an exclusive flock, so lines never interleave."""
+    """Appends and reads events. Appends take an exclusive flock, so lines never interleave.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    The journal is a series of segments so that it does not grow forever: ``journal.jsonl``
+    holds offsets from 0, ``journal.<base>.jsonl`` those from ``base`` on. Once a segment
+    reaches ``segment_bytes`` the next append starts a new one at base = the full
+    segment's base + size (so offsets stay one global sequence) and the oldest segments
+    beyond ``keep`` are deleted. A reader whose offset fell into a deleted segment resumes
+    at the oldest one kept.
+    """
+
+    def __init__(self, path: Path, *, segment_bytes: int = SEGMENT_BYTES,
+                 keep: int = KEEP_SEGMENTS) -> None:
+        self.path = path  # the first segment, base 0
+        self.segment_bytes = segment_bytes
+        self.keep = max(1, keep)
+        self._active: tuple[int, Path] = (0, path)
         path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _segment(self, base: int) -> Path:
+        if base == 0:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}.{base:020d}{self.path.suffix}")
+
+    def segments(self) -> list[tuple[int, Path]]:
+        """(base offset, file) of every segment kept, oldest first."""
+        out = [(0, self.path)] if self.path.exists() else []
+        stem, suffix = self.path.stem, self.path.suffix
+        for p in self.path.parent.glob(f"{stem}.*{suffix}"):
+            mid = p.name[len(stem) + 1 : -len(suffix)]
+            if mid.isdigit():
+                out.append((int(mid), p))
+        return sorted(out)
 
     def append(self, event: Event) -> None:
         line = event.encode() + b"\n"
         # Not fsync'ed: an event is a notification, not data. A crash can lose the last
         # events but never a version; pipelines catch up from HEADs when they start.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        base, path = self._active
+        for _ in range(64):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                size = os.fstat(fd).st_size
+                if size < self.segment_bytes:
+                    os.write(fd, line)
+                    self._active = (base, path)
+                    return
+            finally:
+                os.close(fd)
+            # Full: nobody writes to it again, so its end is the next segment's base,
+            # whichever process gets here first.
+            base, path = base + size, self._segment(base + size)
+            if not path.exists():
+                self._prune(base)
+        raise RuntimeError(f"event journal {self.path.parent}: could not find its last segment")
+
+    def _prune(self, newest: int) -> None:
+        older = [seg for seg in self.segments() if seg[0] < newest]
+        for _, p in older[: max(0, len(older) - (self.keep - 1))]:
+            p.unlink(missing_ok=True)
 
     def end(self) -> int:
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
+        segs = self.segments()
+        if not segs:
             return 0
+        base, path = segs[-1]
+        try:
+            return base + path.stat().st_size
+        except FileNotFoundError:
+            return base
+
+    def _locate(self, offset: int) -> tuple[int, int, Path | None] | None:
+        """(offset, base, file) of the segment to read ``offset`` from, the offset moved to
+        the oldest event kept if it is not in the journal; no file when the offset is the
+        journal's end, so a polling reader costs one ``stat``."""
+        base, path = self._active
+        if base <= offset:
+            # The common case, a tail reader: one stat instead of listing the segments.
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = -1
+            if offset - base < size:
+                return offset, base, path
+            if offset - base == size < self.segment_bytes:
+                return offset, base, None  # at the end: nothing new to read
+        segs = self.segments()
+        if not segs:
+            return None
+        self._active = segs[-1]
+        if offset < segs[0][0] or offset > self.end():
+            # Older events were pruned, or the offset is from a journal since replaced:
+            # resume at the oldest event kept.
+            offset = segs[0][0]
+        base, path = [seg for seg in segs if seg[0] <= offset][-1]
+        return offset, base, path
 
     def read(self, offset: int, max_bytes: int = 1 << 20) -> tuple[list[tuple[int, Event]], int]:
         """Complete events after ``offset``, each with the offset just past it; and the new
         offset. A torn or unreadable line (a writer killed mid-append) is skipped."""
+        found = self._locate(offset)
+        if found is None:
+            return [], offset
+        offset, base, path = found
+        if path is None:
+            return [], offset
         try:
-            with open(self.path, "rb") as f:
-                if os.fstat(f.fileno()).st_size < offset:
-                    offset = 0  # the journal was replaced (e.g. compacted): start over
-                f.seek(offset)
+            with open(path, "rb") as f:
+                f.seek(offset - base)
                 raw = f.read(max_bytes)
-        except FileNotFoundError:
+        except FileNotFoundError:  # pruned meanwhile: the next read starts at the oldest
             return [], offset
         cut = raw.rfind(b"\n")
         if cut < 0:

@@ -62,9 +62,20 @@ class RefStore:
         self.tmp_dir = tmp_dir
         root.mkdir(parents=True, exist_ok=True)
         locks.mkdir(parents=True, exist_ok=True)
+        # Checked names and their folders: HEAD reads are frequent (every version lookup) and
+        # validating and joining paths cost more than the read itself.
+        self._dirs: dict[str, str] = {}
+
+    def _dir_str(self, dataset: str) -> str:
+        d = self._dirs.get(dataset)
+        if d is None:
+            d = os.path.join(self.root, check_dataset_name(dataset))
+            if len(self._dirs) < 4096:
+                self._dirs[dataset] = d
+        return d
 
     def _dir(self, dataset: str) -> Path:
-        return self.root / check_dataset_name(dataset)
+        return Path(self._dir_str(dataset))
 
     def _file(self, dataset: str, alias: str | None) -> Path:
         d = self._dir(dataset)
@@ -83,14 +94,13 @@ class RefStore:
             os.close(fd)
 
     def get(self, dataset: str, alias: str | None = None) -> str | None:
-        path = self._file(dataset, alias)
         if alias is not None:
             try:
-                return path.read_text().strip() or None
+                return self._file(dataset, alias).read_text().strip() or None
             except FileNotFoundError:
                 return None
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(os.path.join(self._dir_str(dataset), HEAD), os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
@@ -108,8 +118,25 @@ class RefStore:
                 return rec[:-1].decode("ascii")
         return None
 
-    def set_locked(self, dataset: str, alias: str | None, new: str | None) -> None:
+    def head_path(self, dataset: str) -> Path:
+        return self._file(dataset, None)
+
+    def head_records(self, dataset: str) -> list[str]:
+        """Every well-formed record of the HEAD log, oldest first (HEAD is the last)."""
+        try:
+            raw = self._file(dataset, None).read_bytes()
+        except FileNotFoundError:
+            return []
+        recs = (raw[i:i + RECORD] for i in range(0, len(raw) - RECORD + 1, RECORD))
+        return [r[:-1].decode("ascii") for r in recs
+                if r[-1:] == b"\n" and _VERSION.fullmatch(r[:-1])]
+
+    def set_locked(self, dataset: str, alias: str | None, new: str | None, *,
+                   sync: bool = True) -> None:
         """Move a ref; the caller holds ``lock(dataset)``. ``None`` deletes it.
+
+        ``sync=False`` leaves HEAD in the page cache, for a caller whose commit log makes the
+        move durable.
 
         HEAD is a log of fixed-size records (``<64 hex>\n``), appended to: one small write
         instead of creating and renaming a file, which costs a millisecond or more on busy
@@ -131,13 +158,13 @@ class RefStore:
             if size + RECORD > MAX_HEAD_LOG:
                 os.close(fd)
                 fd = -1
-                atomic_write_bytes(path, record, self.tmp_dir, durable=self.durable)
+                atomic_write_bytes(path, record, self.tmp_dir, durable=self.durable and sync)
                 return
             whole = size - size % RECORD
             os.pwrite(fd, record, whole)
             if whole != size:
                 os.ftruncate(fd, whole + RECORD)
-            if self.durable:
+            if self.durable and sync:
                 os.fsync(fd)
                 if size == 0:
                     fsync_dir(path.parent)
@@ -159,13 +186,19 @@ class RefStore:
             self.set_locked(dataset, alias, new)
 
     def aliases(self, dataset: str) -> dict[str, str]:
-        d = self._dir(dataset) / ALIASES
-        if not d.is_dir():
+        d = os.path.join(self._dir_str(dataset), ALIASES)
+        try:
+            names = sorted(os.listdir(d))
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         out = {}
-        for f in sorted(d.iterdir()):
-            if not f.name.endswith(".tmp"):
-                out[f.name] = f.read_text().strip()
+        for name in names:
+            if not name.endswith(".tmp"):
+                try:
+                    with open(os.path.join(d, name)) as f:
+                        out[name] = f.read().strip()
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
         return out
 
     def datasets(self) -> list[str]:

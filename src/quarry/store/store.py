@@ -6,6 +6,7 @@ import bisect
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import os
 import re
 import sys
@@ -17,8 +18,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from quarry.errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuarryError
-from quarry.store.atomic import atomic_write_bytes, ensure_free_space
+from quarry.store.atomic import atomic_write_bytes, ensure_free_space, fsync_dir, fsync_path
 from quarry.store.blobs import BlobStore
+from quarry.store.commitlog import INLINE_MAX, INLINE_TOTAL, CommitLog, Record, boot_id
 from quarry.store.journal import ALIAS, COMMIT, Event, Journal
 from quarry.store.manifest import Snapshot
 from quarry.store.refs import RefStore, check_alias_name, check_dataset_name
@@ -45,7 +47,9 @@ class Store:
 
     ``durable=False`` (or ``QUARRY_FSYNC=0``) skips the fsyncs: writes stay atomic, so a killed
     process never leaves a half-made version, but a power loss may lose the latest ones (the
-    guarantee git gives by default). Each fsync costs milliseconds on many disks.
+    guarantee git gives by default). Each fsync costs milliseconds on many disks. A durable
+    store makes a commit durable with one append to its commit log (``commitlog``) instead
+    of fsyncing each file it wrote, and replays that log after a power loss.
     """
 
     def __init__(self, root: Path | str | None = None, *, min_free_bytes: int | None = None,
@@ -67,8 +71,17 @@ class Store:
             else int(env_reserve) if env_reserve else 64 << 20
         )
         self._load = lru_cache(maxsize=4096)(self._load_uncached)
+        # The snapshot a commit just wrote is the next commit's "is it unchanged?" check.
+        self._fresh: tuple[str, Snapshot] | None = None
         self._ids: dict[str, tuple[str, tuple[str, ...]]] = {}
         self.journal = Journal(self.root / "events" / "journal.jsonl")
+        # Linux names each boot; without that the log cannot tell a power loss from a
+        # process that is still running, so such systems fsync every file instead.
+        self.log = CommitLog(self.root / "wal" / "commits.log") if durable and boot_id() else None
+        if self.log is not None:
+            self.blobs.defer_upto = INLINE_MAX  # small blobs travel in the commit record
+            if self.log.needs_replay():
+                self._replay()
         # Called (in the committing thread) after an event is journaled; e.g. to wake a
         # publisher at once instead of at its next poll. Errors in them never fail a write.
         self.listeners: list[Callable[[Event], None]] = []
@@ -123,15 +136,91 @@ class Store:
         return Snapshot.decode(raw)
 
     def snapshot(self, version: str) -> Snapshot:
+        fresh = self._fresh
+        if fresh is not None and fresh[0] == version:
+            return fresh[1]
         return self._load(version)
 
+
     def save_snapshot(self, snap: Snapshot) -> str:
+        return self._save(snap)[0]
+
+    def _save(self, snap: Snapshot) -> tuple[str, bytes]:
         raw = snap.encode()
-        version = snap.id
+        version = hashlib.sha256(raw).hexdigest()
         path = self._manifest_path(version)
         if not path.exists():
-            atomic_write_bytes(path, raw, self.tmp_dir, durable=self.durable)
-        return version
+            atomic_write_bytes(path, raw, self.tmp_dir,
+                               durable=self.durable and self.log is None)
+        return version, raw
+
+    def drop_caches(self) -> None:
+        """Forget cached manifests (gc calls this after deleting some)."""
+        self._load.cache_clear()
+        self._fresh = None
+
+    # -- durability ------------------------------------------------------------------------
+    def _make_durable(self, snap: Snapshot, version: str, raw: bytes) -> None:
+        """Put a commit's manifest, small blobs and HEAD on disk: one commit-log record."""
+        assert self.log is not None
+        inline: dict[str, bytes] = {}
+        loose: list[Path] = []
+        total = 0
+        for part in snap.parts:
+            if part.size > INLINE_MAX or part.blob in inline:
+                continue  # big blobs were fsync'ed by their writer
+            if total + part.size <= INLINE_TOTAL:
+                inline[part.blob] = self.blobs.read_bytes(part.blob)
+                total += part.size
+            else:
+                loose.append(self.blobs.path(part.blob))
+        rec = Record(snap.dataset, version, raw, tuple(inline.items()))
+        if not self.log.append(rec):  # a manifest too big for the log: fsync the files
+            loose += [self.blobs.path(b) for b in inline]
+            loose += [self._manifest_path(version), self.refs.head_path(snap.dataset)]
+        for path in loose:
+            fsync_path(path)
+        for folder in {p.parent for p in loose}:
+            fsync_dir(folder)
+
+    def _replay(self) -> None:
+        """After a power loss: restore what the logged commits wrote but the disk lost."""
+        assert self.log is not None
+        with self.log.replaying() as records:
+            if records is None:
+                return  # another process replayed it first
+            last: dict[str, str] = {}
+            for rec in records:
+                for blob_id, data in rec.blobs:
+                    self.blobs.restore(blob_id, data)
+                path = self._manifest_path(rec.version)
+                if not path.is_file() or path.read_bytes() != rec.manifest:
+                    atomic_write_bytes(path, rec.manifest, self.tmp_dir, durable=False)
+                last[rec.dataset] = rec.version
+            # The last logged commit of a dataset is its latest acknowledged one: a HEAD
+            # past it was never acknowledged (its record did not reach the disk), and a HEAD
+            # before it lost its last appends.
+            for dataset, version in last.items():
+                if self.refs.get(dataset) != version:
+                    self.refs.set_locked(dataset, None, version, sync=False)
+            for dataset in self.refs.datasets():
+                if dataset not in last:
+                    self._repair_head(dataset)
+            # replaying() now syncs the file system and starts a generation in this boot.
+
+    def _repair_head(self, dataset: str) -> None:
+        """A HEAD written in the page cache before the crash may name a version whose files
+        did not reach the disk (never acknowledged): fall back to the last whole one."""
+        for version in reversed(self.refs.head_records(dataset)):
+            try:
+                snap = self._load_uncached(version)
+            except QuarryError:
+                continue
+            if all(self.blobs.path(p.blob).is_file()
+                   and self.blobs.size(p.blob) == p.size for p in snap.parts):
+                if version != self.refs.get(dataset):
+                    self.refs.set_locked(dataset, None, version, sync=False)
+                return
 
     # -- datasets and versions -------------------------------------------------------------
     def datasets(self) -> list[str]:
@@ -171,8 +260,12 @@ class Store:
                 if current.sha256 == snap.sha256 and current.kind == snap.kind:
                     return CommitResult(head, current, created=False)
             snap = dataclasses.replace(snap, parent=head)
-            version = self.save_snapshot(snap)
-            self.refs.set_locked(snap.dataset, None, version)
+            version, raw = self._save(snap)
+            # Decoded, not ``snap`` itself: readers get the same types as from the file.
+            self._fresh = (version, Snapshot.decode(raw))
+            self.refs.set_locked(snap.dataset, None, version, sync=self.log is None)
+            if self.log is not None:
+                self._make_durable(snap, version, raw)
             # Journaled under the dataset lock, so a dataset's events are in commit order.
             event = Event(snap.dataset, COMMIT, version, head, snap.size, snap.created,
                           {"kind": snap.kind, "message": snap.message})
