@@ -9,6 +9,8 @@ hit may be a hash collision and callers check the stored address.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from quarry.formats.ipaddr import keys32
@@ -16,6 +18,11 @@ from quarry.formats.ipaddr import keys32
 ROW_BITS = np.uint64(32)
 ROW_MASK = np.uint64(0xFFFFFFFF)
 MAX_ROWS = 1 << 32
+# Where the row (low 32 bits) of a uint64 composite sits in its uint32 view.
+_LOW_HALF = 0 if sys.byteorder == "little" else 1
+# Up to this many ranges, rows are gathered slice by slice (a Python step per range, not per
+# row), which copies memory at full speed; beyond, one vectorised gather.
+_SLICE_RANGES = 256
 
 
 def build(ips: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -46,15 +53,25 @@ class IpIndex:
         return found[: len(k)], found[len(k):]
 
     def rows(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """The rows of all ranges, concatenated (each range in row order)."""
+        """The rows (uint32) of all ranges, concatenated (each range in row order)."""
+        # The row is the low half of each composite: read it through a strided uint32 view
+        # instead of masking and casting every entry (half the bytes written, one pass).
+        low = self.comp.view(np.uint32)[_LOW_HALF::2]
         lens = hi - lo
+        nonempty = np.flatnonzero(lens)
+        if len(nonempty) <= _SLICE_RANGES:
+            # Few ranges (a query's addresses): one contiguous copy each, no index arrays.
+            if len(nonempty) == 0:
+                return np.zeros(0, dtype=np.uint32)
+            los, his = lo[nonempty].tolist(), hi[nonempty].tolist()
+            if len(los) == 1:
+                return np.array(low[los[0]:his[0]])
+            return np.concatenate([low[a:b] for a, b in zip(los, his, strict=True)])
         total = int(lens.sum())
-        if total == 0:
-            return np.zeros(0, dtype=np.int64)
         starts = np.cumsum(lens) - lens
         pos = np.arange(total, dtype=np.int64) + np.repeat(lo - starts, lens)
-        rows: np.ndarray = (self.comp[pos] & ROW_MASK).astype(np.int64)
-        return rows
+        out: np.ndarray = low[pos]
+        return out
 
     def key_counts(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """Distinct keys among rows ``[r0, r1)`` with their row counts, in O(n) (no sort)."""

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from quarry.datasets.records import Chunk, RecordsView
 from quarry.errors import BadRequest
-from quarry.formats.ipaddr import format_ip, halves, keys32
+from quarry.formats.ipaddr import format_ip, format_ips, halves, keys32
 from quarry.index.ip_index import IpIndex
 from quarry.index.zonemap import overlaps
 from quarry.query.model import (
@@ -25,8 +25,10 @@ from quarry.query.model import (
     VisitsQuery,
     Window,
 )
+from quarry.query.runs import merge_runs, owner_dtype
 
 V4_LO = np.uint64(0xFFFF << 32)
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,20 @@ class Hits:
         return self.ts / 1e6
 
     def to_arrow(self) -> pa.Table:
-        """Columnar ``ip`` (dictionary-encoded: few distinct) and ``ts`` (POSIX seconds)."""
-        names, inverse = self._names()
-        ip = pa.DictionaryArray.from_arrays(pa.array(inverse, pa.int32()),
-                                            pa.array(names.tolist(), pa.string()))
+        """Columnar ``ip`` and ``ts`` (POSIX seconds, float64).
+
+        ``ip`` is dictionary-encoded over the query's addresses, in query order, some of which
+        may not occur: its indices are the owners as they are, where a dictionary of only the
+        addresses that occur would cost a count and a gather over every record.
+        """
+        if len(self.ips) <= 256:  # one C call each beats Arrow's per-call overhead here
+            names = pa.array([format_ip(b) for b in self.ips], pa.string())
+        else:
+            names = format_ips(np.frombuffer(b"".join(self.ips), dtype=np.uint8).reshape(-1, 16))
+        # safe=False: owners index the query's addresses by construction, so Arrow's check of
+        # every index (a pass over the answer) proves nothing.
+        ip = pa.DictionaryArray.from_arrays(pa.array(self.qi.astype(np.int32), pa.int32()),
+                                            names, safe=False)
         return pa.table({"ip": ip, "ts": pa.array(self.seconds(), pa.float64())})
 
     def cursor(self, version: str) -> Cursor:
@@ -93,13 +105,17 @@ class _Probe:
         arr = np.frombuffer(b"".join(ips), dtype=np.uint8).reshape(-1, 16)
         self.ips = arr
         self.keys, self.v4 = keys32(arr)
-        self.v4_idx = np.flatnonzero(self.v4)
+        # Owner indexes in the smallest type that holds them (MAX_IPS fits 16 bits): the
+        # answer carries one per record.
+        self.owner_dtype = owner_dtype(len(ips))
+        self.v4_idx = np.flatnonzero(self.v4).astype(self.owner_dtype)
+        self.all_idx = np.arange(len(ips), dtype=self.owner_dtype)
         self.ip_bytes = ips
 
     def rows(self, chunk: Chunk, r0: int, r1: int,
              scan: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Rows in ``[r0, r1)`` of ``chunk`` holding one of the addresses, ascending, and the
-        index of the query address each holds.
+        """Rows (int64) in ``[r0, r1)`` of ``chunk`` holding one of the addresses, ascending,
+        and the index of the query address each holds (``self.owner_dtype``).
 
         With ``scan`` the chunk's index is not touched (a sleeping shard): every row in the
         range is compared, a pass over the column instead of two binary searches.
@@ -107,39 +123,27 @@ class _Probe:
         if scan:
             return self.scan(chunk.ip[r0:r1], r0)
         idx: IpIndex = chunk.index
-        owners = self.v4_idx if chunk.info.exact else np.arange(len(self.keys))
+        owners = self.v4_idx if chunk.info.exact else self.all_idx
         if len(owners) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            return _EMPTY, np.zeros(0, dtype=self.owner_dtype)
         lo, hi = idx.ranges(self.keys[owners], r0, r1)
-        rows = idx.rows(lo, hi)
+        rows = idx.rows(lo, hi)  # uint32, one ascending run per address
         qi = np.repeat(owners, hi - lo)
         if not chunk.info.exact and len(rows):
             # A 32-bit key may be an IPv6 hash shared by other addresses: check the bytes.
             ok = (chunk.ip[rows] == self.ips[qi]).all(axis=1)
             rows, qi = rows[ok], qi[ok]
-        span = r1 - r0
-        if len(rows) * 16 > span:
-            # Dense answer: scatter owners over the row range and read them back in order,
-            # O(range) and cheaper than sorting this many hits.
-            owner = np.zeros(span, dtype=np.int32)  # 0: no hit; else owner + 1
-            owner[rows - r0] = qi + 1
-            where = np.flatnonzero(owner)
-            return where + r0, owner[where] - 1
-        # One sort of (row, owner) packed into int64: cheaper than an argsort and two takes;
-        # stable (timsort) because the input is one sorted run per address, which it merges.
-        packed = np.sort((rows << 16) | qi, kind="stable")
-        return packed >> 16, packed & 0xFFFF
-
+        return merge_runs(rows, qi, r0, r1, int(np.count_nonzero(hi > lo)))
 
     def scan(self, ips: np.ndarray, r0: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions (plus ``r0``) of rows of ``ips`` holding a query address, and its index."""
-        empty = np.zeros(0, dtype=np.int64)
+        none = np.zeros(0, dtype=self.owner_dtype)
         if len(ips) == 0 or len(self.ips) == 0:
-            return empty, empty
+            return _EMPTY, none
         keys, _ = keys32(ips)
         cand = np.flatnonzero(np.isin(keys, self.keys))
         if len(cand) == 0:
-            return empty, empty
+            return _EMPTY, none
         # Keys of IPv6 addresses are hashes and may collide: match the 16 bytes, and find each
         # candidate's query address, with one sort of both sets as 16-byte items.
         qv = np.ascontiguousarray(self.ips).view("V16").ravel()
@@ -149,7 +153,7 @@ class _Probe:
         owner_of[inv[:len(qv)]] = np.arange(len(qv))
         owner = owner_of[inv[len(qv):]]
         keep = owner >= 0
-        return cand[keep].astype(np.int64) + r0, owner[keep]
+        return cand[keep].astype(np.int64) + r0, owner[keep].astype(self.owner_dtype)
 
 
 def _groups(view: RecordsView, w: Window) -> Iterator[list[Chunk]]:
@@ -169,15 +173,22 @@ def _groups(view: RecordsView, w: Window) -> Iterator[list[Chunk]]:
         yield group
 
 
+def _positions(chunk: Chunk, n: int) -> np.ndarray:
+    """The chunk's position ``n`` times: a read-only view of one int64 (stride 0), which
+    costs nothing for an answer of millions of records; copies (concatenation, ``take``)
+    come out as ordinary arrays."""
+    return np.broadcast_to(np.int64(chunk.position), (n,))
+
+
 def _merge(parts: list[tuple[Chunk, np.ndarray, np.ndarray]], ips: tuple[bytes, ...]) -> Hits:
     if not parts:
         z = np.zeros(0, dtype=np.int64)
         return Hits(z, z, z, z, ips)
     if len(parts) == 1:
         c, r, q = parts[0]
-        return Hits(c.ts[r], np.full(len(r), c.position, dtype=np.int64), r, q, ips)
-    ts = np.concatenate([c.ts[r] for c, r, _ in parts])
-    pos = np.concatenate([np.full(len(r), c.position, dtype=np.int64) for c, r, _ in parts])
+        return Hits(np.take(c.ts, r), _positions(c, len(r)), r, q, ips)
+    ts = np.concatenate([np.take(c.ts, r) for c, r, _ in parts])
+    pos = np.concatenate([_positions(c, len(r)) for c, r, _ in parts])
     row = np.concatenate([r for _, r, _ in parts])
     qi = np.concatenate([q for _, _, q in parts])
     hits = Hits(ts, pos, row, qi, ips)
