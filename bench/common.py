@@ -127,30 +127,6 @@ def nginx_static(body: bytes, port: int, workers: int = 2) -> Iterator[str]:
             yield url
 
 
-@contextmanager
-def awake_cpus(enabled: bool = True) -> Iterator[None]:
-    """Keep every CPU busy with idle-priority spinners while measuring round trips.
-
-    This machine is a VM whose virtual CPUs halt when idle; waking one costs tens of
-    microseconds, paid twice per request/reply when a single client waits for each answer,
-    and that, not the server, then dominates the round trip (measured: 5.6 k -> 10.7 k GETs/s
-    on one connection). Spinners at nice 19 keep the CPUs awake while taking about 1.5 % of a
-    CPU from normal-priority work (Linux weighs nice 19 at 15 against 1024), as
-    ``idle=poll`` would on a dedicated machine. Both sides of a comparison run under it.
-    """
-    if not enabled:
-        yield
-        return
-    spinners = [subprocess.Popen(["nice", "-n", "19", "sh", "-c", "while :; do :; done"])
-                for _ in range(os.cpu_count() or 1)]
-    try:
-        yield
-    finally:
-        for p in spinners:
-            p.kill()
-            p.wait()
-
-
 def table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
