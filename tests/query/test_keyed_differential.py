@@ -29,6 +29,30 @@ FIELDS = ["i", "f", "s", "t", "ip"]
 T0 = 1_600_000_000
 
 
+
+
+def table_of(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.table({
+        "rid": pa.array(range(len(rows)), pa.int64()),
+        "i": pa.array([r["i"] for r in rows], pa.int64()),
+        "f": pa.array([r["f"] for r in rows], pa.float64()),
+        "s": pa.array([r["s"] for r in rows], pa.string()),
+        "t": pa.array([T0 + r["t"] for r in rows], pa.int64()),
+        "ip": pa.array([r["ip"] for r in rows], pa.string()),
+    })
+
+def pages(engine: Engine, where: dict[str, Any], limit: int) -> list[int]:
+    """The ``rid`` of every row of the query ``where``, page after page by cursor."""
+    got: list[int] = []
+    cursor = None
+    while True:
+        p = service.query(engine, "t", {"where": where, "limit": limit, "cursor": cursor,
+                                        "fields": ["rid"]})
+        got += p.table.column("rid").to_pylist()
+        cursor = p.next_cursor
+        if cursor is None:
+            return got
+
 def packed(ip: str) -> bytes:
     a = ipaddress.ip_address(ip)
     return a.packed if a.version == 6 else b"\0" * 10 + b"\xff\xff" + a.packed
@@ -146,15 +170,7 @@ def test_filters_match_sqlite(rows: list[dict[str, Any]], where: dict[str, Any],
                               keys: list[str], built: list[str], chunk_rows: int,
                               sort: str | None, limit: int) -> None:
     with tempfile.TemporaryDirectory() as d:
-        table = pa.table({
-            "rid": pa.array(range(len(rows)), pa.int64()),
-            "i": pa.array([r["i"] for r in rows], pa.int64()),
-            "f": pa.array([r["f"] for r in rows], pa.float64()),
-            "s": pa.array([r["s"] for r in rows], pa.string()),
-            "t": pa.array([T0 + r["t"] for r in rows], pa.int64()),
-            "ip": pa.array([r["ip"] for r in rows], pa.string()),
-        })
-        pq.write_table(table, Path(d) / "t.parquet")
+        pq.write_table(table_of(rows), Path(d) / "t.parquet")
         store = Store(Path(d) / "data")
         ingest_table(store, "t", [Path(d) / "t.parquet"],
                      types={"t": "timestamp", "ip": "ip", "s": "string"}, sort_key=sort,
@@ -168,13 +184,4 @@ def test_filters_match_sqlite(rows: list[dict[str, Any]], where: dict[str, Any],
         page = service.query(engine, "t", {"where": where, "limit": 10_000})
         assert sorted(page.table.column("rid").to_pylist()) == want
         # Paging: the pages, in order, are the whole answer in the same order.
-        got: list[int] = []
-        cursor = None
-        while True:
-            p = service.query(engine, "t", {"where": where, "limit": limit, "cursor": cursor,
-                                            "fields": ["rid"]})
-            got += p.table.column("rid").to_pylist()
-            cursor = p.next_cursor
-            if cursor is None:
-                break
-        assert got == page.table.column("rid").to_pylist()
+        assert pages(engine, where, limit) == page.table.column("rid").to_pylist()

@@ -17,7 +17,6 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +30,15 @@ from quarry.index.keyset import build_key
 from quarry.query import executor, service
 from quarry.query.executor import Page
 from quarry.store import Store
-from tests.query.test_keyed_differential import FIELDS, T0, cond_st, oracle, row_st
+from tests.query.test_keyed_differential import (
+    FIELDS,
+    T0,
+    cond_st,
+    oracle,
+    pages,
+    row_st,
+    table_of,
+)
 
 KEYABLE = ("eq", "in", "gt", "gte", "lt", "lte", "range", "prefix")
 
@@ -42,17 +49,6 @@ def keyable(spec: Any) -> bool:
 
 lean_where_st = st.lists(st.sampled_from(FIELDS), min_size=1, max_size=2, unique=True).flatmap(
     lambda fs: st.fixed_dictionaries({f: cond_st(f).filter(keyable) for f in fs}))
-
-
-def table_of(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.table({
-        "rid": pa.array(range(len(rows)), pa.int64()),
-        "i": pa.array([r["i"] for r in rows], pa.int64()),
-        "f": pa.array([r["f"] for r in rows], pa.float64()),
-        "s": pa.array([r["s"] for r in rows], pa.string()),
-        "t": pa.array([T0 + r["t"] for r in rows], pa.int64()),
-        "ip": pa.array([r["ip"] for r in rows], pa.string()),
-    })
 
 
 def make_engine(d: Path, rows: list[dict[str, Any]], keys: list[str],
@@ -70,18 +66,6 @@ def general_path() -> Iterator[None]:
     with mock.patch.object(service, "fast_query", lambda *a: None), \
             mock.patch.object(executor, "lean_page", lambda *a: None):
         yield
-
-
-def pages(engine: Engine, where: dict[str, Any], limit: int) -> list[int]:
-    got: list[int] = []
-    cursor = None
-    while True:
-        p = service.query(engine, "t", {"where": where, "limit": limit, "cursor": cursor,
-                                        "fields": ["rid"]})
-        got += p.table.column("rid").to_pylist()
-        cursor = p.next_cursor
-        if cursor is None:
-            return got
 
 
 def same(a: Page, b: Page) -> None:
