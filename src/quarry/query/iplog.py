@@ -180,6 +180,20 @@ def _positions(chunk: Chunk, n: int) -> np.ndarray:
     return np.broadcast_to(np.int64(chunk.position), (n,))
 
 
+def _group_rows(group: list[Chunk], w: Window, probe: _Probe,
+                scan: bool) -> list[tuple[Chunk, np.ndarray, np.ndarray]]:
+    """The probe's rows in each chunk of ``group`` within ``w`` (chunks without any left
+    out), with the query address of each row: what ``_merge`` puts in time order."""
+    parts = []
+    for c in group:
+        r0, r1 = c.row_range(w.start_us, w.end_us)
+        if r1 > r0:
+            rows, qi = probe.rows(c, r0, r1, scan)
+            if len(rows):
+                parts.append((c, rows, qi))
+    return parts
+
+
 def _merge(parts: list[tuple[Chunk, np.ndarray, np.ndarray]], ips: tuple[bytes, ...]) -> Hits:
     if not parts:
         z = np.zeros(0, dtype=np.int64)
@@ -211,14 +225,7 @@ def find_iter(view: RecordsView, q: FindQuery, scan: bool = False) -> Iterator[H
                              f"version={cur.version[:12]} or start again")
         w = Window(cur.ts if w.start_us is None else max(w.start_us, cur.ts), w.end_us)
     for group in _groups(view, w):
-        parts = []
-        for c in group:
-            r0, r1 = c.row_range(w.start_us, w.end_us)
-            if r1 > r0:
-                rows, qi = probe.rows(c, r0, r1, scan)
-                if len(rows):
-                    parts.append((c, rows, qi))
-        hits = _merge(parts, probe.ip_bytes)
+        hits = _merge(_group_rows(group, w, probe, scan), probe.ip_bytes)
         if cur is not None and len(hits):
             after = (hits.ts > cur.ts) | ((hits.ts == cur.ts) & (
                 (hits.chunk > cur.chunk) | ((hits.chunk == cur.chunk) & (hits.row > cur.row))))
@@ -300,13 +307,7 @@ def visits(view: RecordsView, q: VisitsQuery, scan: bool = False) -> Visits:
     w = q.window
     parts: list[np.ndarray] = []
     for group in _groups(view, w):
-        chunk_hits = []
-        for c in group:
-            r0, r1 = c.row_range(w.start_us, w.end_us)
-            if r1 > r0:
-                rows, qi = probe.rows(c, r0, r1, scan)
-                if len(rows):
-                    chunk_hits.append((c, rows, qi))
+        chunk_hits = _group_rows(group, w, probe, scan)
         if chunk_hits:
             parts.append(_merge(chunk_hits, probe.ip_bytes).ts)
     ts = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
