@@ -112,6 +112,19 @@ def test_lean_answers_equal_sqlite_and_the_general_path(
         assert got == lean.table.column("rid").to_pylist()
 
 
+def test_payload_key_with_trailing_fields_answers_in_row_order(tmp_path: Path) -> None:
+    """Found by the test above: a payload key on "f,s" holds one f's rows in s order, but
+    answers (and their pages) come in row order."""
+    rows = [{"i": None, "f": -1.5, "s": s, "t": 0, "ip": "10.0.0.1"} for s in (None, None, "")]
+    engine = make_engine(tmp_path, rows, ["f,s"], chunk_rows=1, payload_budget=1 << 30)
+    engine.warm("t")
+    whole = service.query(engine, "t", {"where": {"f": -1.5}})
+    assert whole.stats.path == "payload key"
+    assert whole.table.column("rid").to_pylist() == [0, 1, 2]
+    assert whole.table.column("s").to_pylist() == [None, None, ""]
+    assert pages(engine, {"f": -1.5}, 1) == [0, 1, 2]
+
+
 def test_paths_taken_and_stats(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     rows = [{"i": int(rng.integers(0, 5)), "f": 0.0, "s": f"v{rng.integers(0, 4)}",

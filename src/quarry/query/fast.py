@@ -74,6 +74,7 @@ def fast_query(dataset: str, view: RecordsView, body: Mapping[str, Any], keys: K
     if vk is None:
         return None
     payload = None
+    order = None  # set when the payload slice is not in row order
     if isinstance(raw, list):
         if len(raw) > MAX_IN:
             return None
@@ -90,6 +91,11 @@ def fast_query(dataset: str, view: RecordsView, body: Mapping[str, Any], keys: K
         else:
             a, z = vk.span(value)
             rows = payload.rows[a:z]  # their numbers, for the cursor; the rows are a slice
+            if len(rows) > 1 and bool((rows[1:] < rows[:-1]).any()):
+                # A key with trailing fields orders one value's rows by those fields;
+                # answers come in row order, so put them back in it.
+                order = np.argsort(rows, kind="stable")
+                rows = rows[order]
     fields = parse_fields(body.get("fields"), view.types)
     workload.record(dataset, view.version, p.shape)
     p.key.uses += 1
@@ -101,7 +107,10 @@ def fast_query(dataset: str, view: RecordsView, body: Mapping[str, Any], keys: K
     stats = Stats(**p.stats, keyed_fields=[field], rows_examined=n, rows_matched=n)
     if payload is not None:
         stats.path = "payload key"
-        table = payload.table.slice(a, len(rows))
+        if order is None:
+            table = payload.table.slice(a, len(rows))
+        else:
+            table = payload.table.slice(a, z - a).take(order[: len(rows)])
         return Page(view.version, table if fields is None else table.select(list(fields)),
                     nxt, stats)
     return Page(view.version, cols.take(np.asarray(rows), fields), nxt, stats)
