@@ -92,8 +92,9 @@ class HotRoutes:
             if name is None:
                 raise NotFound("no default dataset: serve a file, or name one with --default, "
                                "or use /datasets/<name>/lines/<n>")
-            if raw.isdigit() and len(raw) < 19 and int(raw) >= self.index_base:
-                i = int(raw) - self.index_base  # the usual case, without a decode
+            n = int(raw) if raw.isdigit() and len(raw) < 19 else -1
+            if n >= self.index_base:
+                i = n - self.index_base  # the usual case, without a decode
             else:  # the checks and their error messages
                 i = parse_line_number(raw.decode("ascii", "replace"), self.index_base)
             line = self.engine.head_lines(name).line(i)

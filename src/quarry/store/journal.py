@@ -124,14 +124,7 @@ class Journal:
             p.unlink(missing_ok=True)
 
     def end(self) -> int:
-        segs = self.segments()
-        if not segs:
-            return 0
-        base, path = segs[-1]
-        try:
-            return base + path.stat().st_size
-        except FileNotFoundError:
-            return base
+        return _end_of(self.segments())
 
     def _locate(self, offset: int) -> tuple[int, int, Path | None] | None:
         """(offset, base, file) of the segment to read ``offset`` from, the offset moved to
@@ -152,7 +145,7 @@ class Journal:
         if not segs:
             return None
         self._active = segs[-1]
-        if offset < segs[0][0] or offset > self.end():
+        if offset < segs[0][0] or offset > _end_of(segs):
             # Older events were pruned, or the offset is from a journal since replaced:
             # resume at the oldest event kept.
             offset = segs[0][0]
@@ -186,3 +179,14 @@ class Journal:
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
         return out, pos
+
+
+def _end_of(segs: list[tuple[int, Path]]) -> int:
+    """The offset just past the last event of the journal made of ``segs``."""
+    if not segs:
+        return 0
+    base, path = segs[-1]
+    try:
+        return base + path.stat().st_size
+    except FileNotFoundError:
+        return base

@@ -141,7 +141,6 @@ class Store:
             return fresh[1]
         return self._load(version)
 
-
     def save_snapshot(self, snap: Snapshot) -> str:
         return self._save(snap)[0]
 
