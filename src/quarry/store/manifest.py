@@ -83,7 +83,12 @@ class Snapshot:
 
     @property
     def id(self) -> str:
-        return hashlib.sha256(self.encode()).hexdigest()
+        return self.id_of(self.encode())
+
+    @staticmethod
+    def id_of(raw: bytes) -> str:
+        """The version id of an encoded manifest."""
+        return hashlib.sha256(raw).hexdigest()
 
     @classmethod
     def decode(cls, raw: bytes) -> Snapshot:

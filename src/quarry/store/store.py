@@ -6,7 +6,6 @@ import bisect
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import os
 import re
 import sys
@@ -146,7 +145,7 @@ class Store:
 
     def _save(self, snap: Snapshot) -> tuple[str, bytes]:
         raw = snap.encode()
-        version = hashlib.sha256(raw).hexdigest()
+        version = Snapshot.id_of(raw)
         path = self._manifest_path(version)
         if not path.exists():
             atomic_write_bytes(path, raw, self.tmp_dir,
