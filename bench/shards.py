@@ -129,13 +129,20 @@ def main() -> None:
     rdisp = Dispatcher(engine, rb, shards=SHARDS)
     for s in rdisp.layout(view):
         rdisp.wake(s.id)
+    # The same actors reached only by Ray calls (no direct connections), for comparison.
+    rb_calls = RayBackend(engine.store.root, SHARDS, direct=False)
+    rb_calls.start()
+    rcalls = Dispatcher(engine, rb_calls, shards=SHARDS)
+    for s in rcalls.layout(view):
+        rcalls.wake(s.id)
     url = f"http://127.0.0.1:{PORT}"
     n_sel = 400
     with process([sys.executable, "-m", "quarry", "serve", "--data", str(engine.store.root),
                   "--port", str(PORT)], f"{url}/healthz"):
         rem = Dispatcher(engine, RemoteBackend(((url,),)), shards=1)
         backends = {"in-process (reference)": awake, "process pool": pool_awake,
-                    "Ray actors": rdisp, "remote server (HTTP)": rem}
+                    "Ray actors (direct connections, the default)": rdisp,
+                    "Ray actors (Ray calls only)": rcalls, "remote server (HTTP)": rem}
         want = awake.run(view, sel_q).result.hits.ts.tolist()
         for d in backends.values():
             assert d.run(view, sel_q).result.hits.ts.tolist() == want
@@ -211,14 +218,15 @@ def main() -> None:
         f"Load average at the end (1/5/15 min, 2 cores shared with other work): {load}.",
         f"Data: {view.rows:,} `ip,ts` records over one day, {len(view.chunks)} chunks, "
         f"{SHARDS} shards; 50,000 distinct IPv4 addresses (Zipf). Ray: a local cluster "
-        "(`num_cpus=2`), one actor per shard.",
+        "(`num_cpus=2`), one actor per shard; queries reach an actor over a direct "
+        "connection it opens, or by Ray calls only (a second set of actors).",
         scan_table, sel_table,
         f"### Ray actor killed every second for {args.kill_seconds} s (2 client threads)",
         fault_table, "### Per-shard figures (used by docs/scale-out.md)", per])
     write_section("shards", "Shards and backends (bench/shards.py)",
                   f"python bench/shards.py --rows {args.rows} --kill-seconds {args.kill_seconds}",
                   body)
-    for d in (inproc, pool, pool_awake, awake, rdisp, one):
+    for d in (inproc, pool, pool_awake, awake, rdisp, rcalls, one):
         d.close()
     ray.shutdown()
 

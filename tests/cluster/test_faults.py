@@ -183,3 +183,42 @@ def test_ray_actor_killed_every_second_under_load(ray_cluster: object, data_dir:
     assert not failures, failures[:3]
     assert len(latencies) > 20
     assert max(latencies) < 20.0  # bounded: an actor restart, then the retried part
+
+
+@pytest.mark.slow
+def test_ray_queries_go_direct_and_through_ray_while_an_actor_restarts(
+        ray_cluster: object, data_dir: Path, view: RecordsView) -> None:
+    from quarry.cluster.ray_backend import RayBackend
+
+    ips = tuple(c.ip[3].tobytes() for c in view.chunks[:6])
+    fq = FindQuery(ips, Window(), 100)
+    want = iplog.find_page(view, fq).hits.ts.tolist()
+    rb = RayBackend(data_dir, 1)
+    rb.start()
+    d = Dispatcher(Engine(data_dir), rb, shards=1)
+    plain = Dispatcher(Engine(data_dir), RayBackend(data_dir, 1, direct=False), shards=1)
+    try:
+        link = rb._links[0][0]
+        before = link.channel()
+        assert before is not None
+        assert d.run(view, fq).result.hits.ts.tolist() == want
+        assert before._idle, "the query did not use the actor's channel"
+        rb.ray.kill(rb.actors[0][0], no_restart=False)
+        # The channel is dead: the first query falls back to a Ray call, which waits for the
+        # restarted actor; later ones go through Ray until its new address is known.
+        for _ in range(3):
+            assert d.run(view, fq).result.hits.ts.tolist() == want
+        deadline = time.monotonic() + 30
+        while (link.channel() in (None, before)) and time.monotonic() < deadline:
+            assert d.run(view, fq).result.hits.ts.tolist() == want
+            time.sleep(0.05)
+        after = link.channel()
+        assert after is not None and after is not before
+        assert d.run(view, fq).result.hits.ts.tolist() == want
+        assert after._idle, "the query did not use the restarted actor's channel"
+        assert plain.run(view, fq).result.hits.ts.tolist() == want
+        assert plain.status()["transport"] == "ray calls"
+        assert d.status()["transport"] == "direct connections"
+    finally:
+        d.close()
+        plain.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -347,6 +348,20 @@ class AddressCounts:
         return _reduce(np.concatenate([p.hi for p in parts]),
                        np.concatenate([p.lo for p in parts]),
                        np.concatenate([p.counts for p in parts]))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Partials cross process boundaries (pool, Ray): IPv4-only counts travel as 4-byte
+        # addresses and 4-byte counts, a third of the 24 bytes per address in memory.
+        if len(self.counts) and not self.hi.any() and bool((self.lo >> 32 == 0xFFFF).all()) \
+                and int(self.counts.max()) < 1 << 32:
+            return _v4_counts, ((self.lo & np.uint64(0xFFFFFFFF)).astype(np.uint32),
+                                self.counts.astype(np.uint32))
+        return AddressCounts, (self.hi, self.lo, self.counts)
+
+
+def _v4_counts(keys: np.ndarray, counts: np.ndarray) -> AddressCounts:
+    return AddressCounts(np.zeros(len(keys), dtype=np.uint64), V4_LO | keys.astype(np.uint64),
+                         counts.astype(np.int64))
 
 
 def _reduce(hi: np.ndarray, lo: np.ndarray, cnt: np.ndarray) -> AddressCounts:
