@@ -100,3 +100,22 @@ def test_a_killed_worker_makes_the_channel_down() -> None:
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_a_listener_that_never_answers_the_key_exchange_is_given_up_on() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as mute:  # accepts, then says nothing
+        t = time.monotonic()
+        with pytest.raises(ChannelDown, match="cannot connect"):
+            Channel(mute.getsockname()[:2], KEY).send(b"abc")
+        assert time.monotonic() - t < 5
+
+
+def test_nothing_listening_is_a_channel_down() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        address = s.getsockname()[:2]
+    with pytest.raises(ChannelDown, match="cannot connect"):
+        Channel(address, KEY).send(b"abc")

@@ -17,11 +17,17 @@ import logging
 import os
 import pickle
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import (
+    Connection,
+    Listener,
+    answer_challenge,
+    deliver_challenge,
+)
 
 from quarry.logs import LOGGER
 
@@ -29,20 +35,28 @@ log = logging.getLogger(LOGGER + ".channel")
 
 OK, FAILED = b"\x00", b"\x01"
 MAX_IDLE = 8  # connections kept open per worker when no call uses them
+# A firewall that drops packets would hold a plain connect for minutes: give up quickly and
+# let the caller use the cluster's own calls instead.
+CONNECT_TIMEOUT_S = 1.0
 
 
 class ChannelDown(Exception):
     """The worker at the other end is gone or unreachable: use another way to reach it."""
 
 
+def _sockopt(conn: Connection, level: int, name: int, value: int | bytes) -> None:
+    # On a duplicate of the descriptor: a socket object closes the one it owns.
+    s = socket.socket(fileno=os.dup(conn.fileno()))
+    try:
+        s.setsockopt(level, name, value)
+    finally:
+        s.close()
+
+
 def _no_delay(conn: Connection) -> None:
     # Messages over 16 KiB go out as header and body in two writes: without TCP_NODELAY,
     # Nagle's algorithm and the peer's delayed ACK hold the body back for 40 ms.
-    s = socket.socket(fileno=os.dup(conn.fileno()))
-    try:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    finally:
-        s.close()
+    _sockopt(conn, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class ChannelServer:
@@ -122,17 +136,35 @@ class Channel:
         if conn is None:
             if self.closed:
                 raise ChannelDown(f"channel to {self._where()} is closed")
-            try:
-                conn = Client(self.address, authkey=self._authkey)
-            except (OSError, EOFError, AuthenticationError) as e:
-                raise ChannelDown(f"cannot connect to {self._where()}: {e}") from None
-            _no_delay(conn)
+            conn = self._connect()
         try:
             conn.send_bytes(message)
         except OSError as e:
             conn.close()
             raise ChannelDown(f"{self._where()} hung up: {e}") from None
         return Call(self, conn)
+
+    def _connect(self) -> Connection:
+        """``multiprocessing.connection.Client``, with timeouts on the connect and on the
+        key exchange."""
+        try:
+            sock = socket.create_connection(self.address, timeout=CONNECT_TIMEOUT_S)
+        except OSError as e:
+            raise ChannelDown(f"cannot connect to {self._where()}: {e}") from None
+        sock.setblocking(True)  # Connection reads the descriptor directly
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        limit = struct.pack("ll", int(CONNECT_TIMEOUT_S), 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+        conn = Connection(sock.detach())
+        try:
+            answer_challenge(conn, self._authkey)
+            deliver_challenge(conn, self._authkey)
+        except (OSError, EOFError, AuthenticationError) as e:
+            conn.close()
+            raise ChannelDown(f"cannot connect to {self._where()}: {e}") from None
+        # Answers may take as long as queries do: no read timeout from here on.
+        _sockopt(conn, socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+        return conn
 
     def _release(self, conn: Connection) -> None:
         with self._lock:

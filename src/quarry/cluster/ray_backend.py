@@ -119,6 +119,11 @@ class _Link:
         self._channel: Channel | None = None
         self._asked: Any = None  # the pending ``actor.channel()`` call
         self._lock = threading.Lock()
+        # Channels that failed in a row, and when to try one again: a restarted actor is
+        # reached again at once, but a dispatcher that cannot connect to the actor's node (a
+        # firewall) must not pay a connect timeout on every query.
+        self._failures = 0
+        self._retry_at = 0.0
 
     def channel(self) -> Channel | None:
         """The open channel, or None without waiting (Ray calls serve meanwhile)."""
@@ -128,6 +133,8 @@ class _Link:
         with self._lock:
             if self._channel is not None:
                 return self._channel
+            if time.monotonic() < self._retry_at:
+                return None
             if self._asked is None:
                 self._asked = self.actor.channel.remote()
             ready, _ = self.ray.wait([self._asked], timeout=0)
@@ -148,10 +155,16 @@ class _Link:
             if address is not None and self._channel is None:
                 self._channel = Channel(tuple(address), self.authkey)
 
+    def worked(self) -> None:
+        self._failures = 0
+
     def down(self, ch: Channel) -> None:
         with self._lock:
             if self._channel is ch:
                 self._channel = None
+                self._failures += 1
+                if self._failures > 1:
+                    self._retry_at = time.monotonic() + min(60.0, 0.25 * 2 ** self._failures)
         ch.close()
 
     def close(self) -> None:
@@ -178,6 +191,7 @@ class _DirectFuture(Future[Outcome]):
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             value: Outcome = pickle.loads(self._call.result(timeout))
+            self._link.worked()
             return value
         except ChannelDown:
             self._link.down(self._channel)
