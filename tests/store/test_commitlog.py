@@ -171,3 +171,16 @@ def test_a_power_loss_is_repaired_from_the_log(tmp_path: Path) -> None:
     report = check(after)
     assert report.ok, report.problems
     assert after.log is not None and not after.log.needs_replay()
+
+
+def test_the_store_reports_what_a_commit_waits_for_the_disk(tmp_path: Path) -> None:
+    assert Store(tmp_path / "fast", durable=False).commit_seconds() == 0.0
+    store = Store(tmp_path / "safe", durable=True)
+    if store.log is None:
+        pytest.skip("no boot id here: every file is fsynced, no commit log")
+    assert store.commit_seconds() == float("inf")  # nothing measured yet
+    put_bytes(store, "d", b"one")
+    first = store.commit_seconds()
+    assert 0.0 < first < 10.0
+    put_bytes(store, "d", b"two")
+    assert 0.0 < store.commit_seconds() < 10.0

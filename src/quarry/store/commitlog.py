@@ -30,6 +30,7 @@ import fcntl
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,6 +123,9 @@ class CommitLog:
         self._synced = (0, 0)
         self._mutex = threading.Lock()
         self._sync_mutex = threading.Lock()
+        # Recent fdatasync time (moving average), inf until one is measured: lets a server
+        # decide whether a commit may block its event loop.
+        self.sync_seconds = float("inf")
 
     # -- file ------------------------------------------------------------------------------
     def _open(self) -> int:
@@ -234,7 +238,11 @@ class CommitLog:
                 return
             with self._mutex:
                 upto = (self._gen, self._pos)
+            t = time.perf_counter()
             os.fdatasync(self._fd)
+            took = time.perf_counter() - t
+            last = self.sync_seconds
+            self.sync_seconds = took if last == float("inf") else 0.8 * last + 0.2 * took
             self._synced = upto
 
     def _checkpoint(self, fd: int, gen: int) -> None:

@@ -109,6 +109,13 @@ class Store:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def commit_seconds(self) -> float:
+        """What a small commit waits for the disk, as recently measured: 0 without fsync,
+        the commit log's fdatasync time with it, inf when each file is fsynced."""
+        if not self.durable:
+            return 0.0
+        return self.log.sync_seconds if self.log is not None else float("inf")
+
     # -- space -----------------------------------------------------------------------------
     def ensure_space(self, needed: int) -> None:
         ensure_free_space(self.root, needed, self.min_free_bytes)
