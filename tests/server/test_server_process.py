@@ -154,3 +154,87 @@ def test_requests_one_packet_at_a_time_take_the_fast_path_or_the_parser(
             t0 = time.monotonic()
             assert s.recv(10) == b""
             assert 3 < time.monotonic() - t0 < 12
+
+
+def _one_response(s: socket.socket, *packets: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+    import time
+
+    for p in packets:
+        s.sendall(p)
+        time.sleep(0.02)  # separate packets, as a slow client sends them
+    buf = b""
+    while not _complete(buf, 1):
+        chunk = s.recv(65536)
+        assert chunk, "the server closed the connection"
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def _put(name: str, body: bytes, extra: bytes = b"") -> bytes:
+    return (b"PUT /datasets/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (name.encode(), len(body), extra, body))
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"])
+def test_small_puts_take_the_hot_path_and_answer_as_the_asgi_route(
+        tmp_path: Path, token: str | None) -> None:
+    """A plain small PUT is committed inside the protocol (no x-request-id: the ASGI app
+    adds one); any other shape goes to the ASGI route. Both give the same answers."""
+    import json
+
+    port = free_port()
+    args = quarry_cmd("serve", "--data", str(tmp_path / "d"), "--port", str(port))
+    env = {"QUARRY_FSYNC": "0"}  # commits are then quick: the hot path takes small PUTs
+    if token:
+        env["QUARRY_TOKEN"] = token
+    auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
+    with running(args, f"http://127.0.0.1:{port}/healthz", env=env), \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        st, h, body = _one_response(s, _put("docs/a", b"one", auth + b"X-Quarry-Message: m1\r\n"))
+        assert st == 201 and b"x-request-id" not in h, (st, h, body)
+        hot = json.loads(body)
+        assert hot["status"] == "created" and hot["parent"] is None
+        assert h[b"etag"] == b'"%s"' % hot["version"].encode()
+        assert h[b"location"] == b"/datasets/docs/a/data?version=%s" % hot["version"].encode()
+        # The same data again makes no new version.
+        st, h, body = _one_response(s, _put("docs/a", b"one", auth))
+        assert st == 200 and json.loads(body)["status"] == "unchanged"
+        # Headers in one packet, the body in two more.
+        st, h, body = _one_response(s, _put("docs/a", b"", auth).replace(
+            b"Content-Length: 0", b"Content-Length: 5"), b"tw", b"o..")
+        assert st == 201 and b"x-request-id" not in h
+        two = json.loads(body)["version"]
+        # A query string goes to the ASGI route, which answers alike.
+        st, h, body = _one_response(s, _put("docs/a?message=m3", b"three", auth))
+        assert st == 201 and b"x-request-id" in h
+        assert set(json.loads(body)) == set(hot) and json.loads(body)["parent"] == two
+        # If-Match too (here: a conflict).
+        st, h, body = _one_response(s, _put("docs/a", b"four", auth + b"If-Match: %s\r\n"
+                                            % two.encode()))
+        assert st == 412 and b"x-request-id" in h
+        # Bad input from the hot path: a JSON error naming the problem.
+        st, h, body = _one_response(s, _put("docs/find", b"x", auth))
+        assert st == 400 and b"invalid dataset name" in json.loads(body)["detail"].encode()
+        if token:  # no token: refused by the ASGI route, and nothing is written
+            st, h, body = _one_response(s, _put("docs/b", b"nope"))
+            assert st == 401
+        # A PUT and a GET in one packet are answered in order.
+        s.sendall(_put("docs/c", b"pipelined", auth)
+                  + b"GET /datasets/docs/c/data HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = b""
+        while not _complete(buf, 2):
+            buf += s.recv(65536)
+        assert buf.startswith(b"HTTP/1.1 201") and buf.endswith(b"pipelined")
+    # What was written survives, with its message and history.
+    with running(args, f"http://127.0.0.1:{port}/healthz", env=env), \
+            httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+        hist = c.get("/datasets/docs/a/versions").json()["versions"]
+        assert [v["message"] for v in hist] == ["m3", "", "m1"]
+        assert c.get("/datasets/docs/a/data").content == b"three"
+        assert c.get(f"/datasets/docs/a/data?version={two}").content == b"two.."
+        assert c.get("/datasets/docs/b").status_code == 404
+        metrics = c.get("/metrics").text
+        assert 'route="/datasets/{name:path}"' in metrics

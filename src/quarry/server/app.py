@@ -71,7 +71,8 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
     # One dispatcher per server process: the records and shards routes share it.
     dispatcher = shards.make_dispatcher(engine, settings)
     hot = HotRoutes(engine, settings.default_dataset, settings.index_base, metrics,
-                    settings.closed, hot_records=isinstance(dispatcher.backend, InProcessBackend))
+                    settings.closed, hot_records=isinstance(dispatcher.backend, InProcessBackend),
+                    policy=policy)
     api.state.metrics = metrics
     api.state.dispatcher = dispatcher
 

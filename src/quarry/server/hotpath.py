@@ -8,17 +8,32 @@ lines) returns None and takes the ordinary ASGI route, which gives the same answ
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import orjson
+
+from quarry.datasets.kinds import WriteOptions
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
 from quarry.errors import NotFound, QuarryError
+from quarry.logs import LOGGER, fields
 from quarry.server.hot_records import CompatDataset, HotRecords
 from quarry.server.metrics import Metrics
+from quarry.server.puts import MAX_MESSAGE, commits_inline, put_small
 from quarry.server.responses import JSON, TEXT, error_body, raw_response
+from quarry.store import CommitResult
+
+if TYPE_CHECKING:
+    from quarry.server.middleware import AccessPolicy
+
+log = logging.getLogger(LOGGER + ".http")
 
 HOT_MAX_LINE = 256 << 10
+HOT_PUT_MAX = 64 << 10  # bodies the hot path takes whole; bigger ones stream through ASGI
+PUT_ROUTE = "/datasets/{name:path}"
 BODY_CACHE = 256  # small version bodies kept in memory
 _LINES = b"/lines/"
 _DATASETS = b"/datasets/"
@@ -29,8 +44,11 @@ _DATA_Q = b"/data?"
 class HotRoutes:
     def __init__(self, engine: Engine, default_dataset: str | None, index_base: int,
                  metrics: Metrics | None = None, closed: tuple[str, ...] = (),
-                 hot_records: bool = True) -> None:
+                 hot_records: bool = True, policy: AccessPolicy | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics
+        # PUTs are taken here only with the access policy at hand (writes may need a token).
+        self.policy = policy
         self.default_dataset = default_dataset
         self.index_base = index_base
         self.tally = metrics.hot if metrics is not None else None
@@ -86,6 +104,60 @@ class HotRoutes:
             self.tally.add("/datasets/{name:path}/lines/{n}", int(resp[9:12]),
                            time.perf_counter() - start)
         return resp
+
+    # -- PUT of a small version ------------------------------------------------------------
+
+    def takes_put(self, url: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Whether ``PUT url`` is answered here, decided when its headers are in (its body is
+        then read here, not by the ASGI app): a plain PUT of a small new version that the
+        access policy allows and whose commit may run on the event loop. Query strings,
+        ``If-Match``, aliases and chunked or big bodies go to the ASGI route."""
+        if (self.policy is None or not url.startswith(_DATASETS) or b"?" in url
+                or b"%" in url or b"/aliases/" in url or not url.isascii()):
+            return False
+        size = None
+        for key, value in headers:
+            if key == b"content-length":
+                if not value.isdigit():
+                    return False
+                size = int(value)
+            elif key in (b"transfer-encoding", b"if-match", b"expect"):
+                return False
+        if size is None or size > HOT_PUT_MAX or not commits_inline(self.engine.store, size):
+            return False
+        return self.policy.check("PUT", url.decode("ascii"), dict(headers)) is None
+
+    def put(self, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        """The answer to a PUT that ``takes_put`` accepted: always a response."""
+        start = time.perf_counter()
+        name = url[len(_DATASETS):].decode("ascii")
+        h = dict(headers)
+        ctype = h.get(b"content-type")
+        opts = WriteOptions(
+            message=h.get(b"x-quarry-message", b"").decode("latin-1")[:MAX_MESSAGE],
+            size_hint=len(body), content_type=ctype.decode("latin-1") if ctype else None,
+            params={"index": "auto"})
+        try:
+            status, doc, extra = put_small(self.engine.store, name, body, opts, self._ingested)
+            lines = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode("latin-1"))
+                             for k, v in extra.items())
+            resp = raw_response(status, JSON, orjson.dumps(doc), lines)
+        except QuarryError as e:
+            status, resp = e.status, raw_response(e.status, JSON, error_body(e))
+        except Exception as e:  # answered as the ASGI app would: a 500 with a JSON body
+            log.exception("PUT %s failed", url.decode("ascii"))
+            err = QuarryError(f"internal error: {type(e).__name__}")
+            status, resp = 500, raw_response(500, JSON, error_body(err))
+        seconds = time.perf_counter() - start
+        if self.metrics is not None:
+            self.metrics.request(PUT_ROUTE, "PUT", status, seconds)
+        log.info("PUT %s %d %.1fms", url.decode("ascii"), status, seconds * 1000,
+                 extra=fields(route=PUT_ROUTE, status=status))
+        return resp
+
+    def _ingested(self, res: CommitResult) -> None:
+        if self.metrics is not None:
+            self.metrics.ingested.labels(res.snapshot.dataset).inc(res.snapshot.size)
 
     def _answer(self, name: str | None, raw: bytes) -> bytes | None:
         try:

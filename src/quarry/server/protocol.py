@@ -31,6 +31,7 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._hot_routes = find_hot_routes(self.app)
         self._hot_response: bytes | None = None
+        self._hot_put: list[bytes] | None = None  # the body of a PUT the hot path takes
         # True between messages: the parser holds no part of a request.
         self._idle = True
         self._last_hot = 0.0
@@ -94,8 +95,18 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         if hot is not None and not self.pipeline and (
             self.cycle is None or self.cycle.response_complete
         ):
+            method = self.parser.get_method()
+            if method == b"PUT" and self.parser.get_http_version() == "1.1":
+                try:
+                    takes = hot.takes_put(self.url, self.headers)
+                except Exception:
+                    takes = False
+                if takes:
+                    self._hot_put = []
+                    self._hot_response = None
+                    return
             try:
-                resp = hot.respond(self.parser.get_method(), self.url)
+                resp = hot.respond(method, self.url)
             except Exception:
                 # A bug in the shortcut must not read as a malformed request (httptools would
                 # turn it into a 400); the ASGI route answers instead, and logs any error.
@@ -107,11 +118,18 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if self._hot_response is None:
+        if self._hot_put is not None:
+            self._hot_put.append(body)
+        elif self._hot_response is None:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._idle = True
+        put, self._hot_put = self._hot_put, None
+        if put is not None and self._hot_routes is not None:
+            # Committed here, on the event loop: takes_put only accepts small bodies and a
+            # store whose commit sync is quick.
+            self._hot_response = self._hot_routes.put(self.url, self.headers, b"".join(put))
         resp = self._hot_response
         if resp is None:
             super().on_message_complete()

@@ -6,7 +6,6 @@ Installed before ``datasets``: the catch-all ``/datasets/{name}`` would shadow t
 from __future__ import annotations
 
 import asyncio
-import errno
 from typing import Any
 
 import orjson
@@ -15,21 +14,16 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, StreamingResponse
 
-from quarry.datasets.kinds import VersionWriter, WriteOptions, kind_for_put
+from quarry.datasets.kinds import VersionWriter, WriteOptions
 from quarry.engine import Engine
-from quarry.errors import BadRequest, InsufficientStorage, NotFound, PreconditionFailed
+from quarry.errors import BadRequest, NotFound, PreconditionFailed
+from quarry.server import puts
+from quarry.server.puts import INLINE_BELOW, MAX_MESSAGE
 from quarry.server.settings import ServeSettings
 from quarry.store.refs import check_dataset_name
-from quarry.versions import commit_json, version_json
+from quarry.versions import version_json
 
-DEFAULT_KIND = "document"
-# Small data is read and sent in one piece: cheaper than a file response's thread hops.
-INLINE_BELOW = 1 << 20
-MAX_MESSAGE = 4096
 HANDOFF = 4 << 20
-# A small commit whose disk sync is quicker than this runs on the event loop: the two thread
-# hand-offs of a worker thread cost more here (1 KB PUTs: ~700/s inline against ~400/s).
-INLINE_SYNC_BELOW = 0.5e-3
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -165,36 +159,25 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     ) -> Response:
         check_dataset_name(name)
         message = message or request.headers.get("x-quarry-message", "")[:MAX_MESSAGE]
-        k = kind_for_put(store, name, kind, DEFAULT_KIND)
         if_match = request.headers.get("if-match")
         commit_kw: dict[str, Any] = {}
         if if_match is not None:
             commit_kw["expected_parent"] = _expected_parent(engine, name, if_match)
-        ctype = request.headers.get("content-type")
         opts = WriteOptions(message=message, size_hint=_content_length(request),
-                            content_type=ctype, params={"index": index})
+                            content_type=request.headers.get("content-type"),
+                            params={"index": index})
+        writer = puts.open_writer(store, name, kind, opts)
         try:
-            writer = k.writer(store, name, opts)
-            try:
-                await _receive(request, writer)
-            except BaseException:
-                writer.abort()
-                raise
-            if (opts.size_hint or INLINE_BELOW) < INLINE_BELOW \
-                    and store.commit_seconds() < INLINE_SYNC_BELOW:
-                res = writer.commit(**commit_kw)  # a few small writes and a quick sync
-            else:
-                # Slow fsyncs and big finishes wait in a worker thread, not on the event loop.
-                res = await run_in_threadpool(lambda: writer.commit(**commit_kw))
-        except OSError as e:
-            if e.errno == errno.ENOSPC:
-                raise InsufficientStorage(f"the disk filled up while storing {name}; nothing "
-                                          "was committed") from None
+            await _receive(request, writer)
+        except BaseException:
+            writer.abort()
             raise
-        except ValueError as e:  # e.g. an unknown line index mode
-            raise BadRequest(str(e)) from None
-        headers = {"etag": f'"{res.version}"', "x-quarry-version": res.version,
-                   "location": f"/datasets/{name}/data?version={res.version}"}
+        if puts.commits_inline(store, opts.size_hint):
+            res = puts.commit(writer, name, **commit_kw)  # a few small writes, a quick sync
+        else:
+            # Slow fsyncs and big finishes wait in a worker thread, not on the event loop.
+            res = await run_in_threadpool(lambda: puts.commit(writer, name, **commit_kw))
+        status, body, headers = puts.reply(name, res)
         if res.created:
             request.app.state.metrics.ingested.labels(name).inc(res.snapshot.size)
-        return _json(commit_json(res), 201 if res.created else 200, headers)
+        return _json(body, status, headers)
