@@ -48,6 +48,21 @@ def _complete(buf: bytes, n: int) -> bool:
     return done >= n
 
 
+def _ask(s: socket.socket, *packets: bytes) -> bytes:
+    """Send ``packets`` one by one (as a slow client does) and read one whole response."""
+    import time
+
+    for p in packets:
+        s.sendall(p)
+        time.sleep(0.02)
+    buf = b""
+    while not _complete(buf, 1):
+        chunk = s.recv(65536)
+        assert chunk, "the server closed the connection"
+        buf += chunk
+    return buf
+
+
 def test_serve_file_over_sockets(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -115,15 +130,7 @@ def test_requests_one_packet_at_a_time_take_the_fast_path_or_the_parser(
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
 
             def ask(*packets: bytes) -> bytes:
-                for p in packets:
-                    s.sendall(p)
-                    time.sleep(0.02)  # separate packets, as a slow client sends them
-                buf = b""
-                while not _complete(buf, 1):
-                    chunk = s.recv(65536)
-                    assert chunk, "the server closed the connection"
-                    buf += chunk
-                return buf
+                return _ask(s, *packets)
 
             for n in (1, 5, 7):
                 out = ask(b"GET /lines/%d HTTP/1.1\r\nHost: x\r\n\r\n" % n)
@@ -157,17 +164,7 @@ def test_requests_one_packet_at_a_time_take_the_fast_path_or_the_parser(
 
 
 def _one_response(s: socket.socket, *packets: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
-    import time
-
-    for p in packets:
-        s.sendall(p)
-        time.sleep(0.02)  # separate packets, as a slow client sends them
-    buf = b""
-    while not _complete(buf, 1):
-        chunk = s.recv(65536)
-        assert chunk, "the server closed the connection"
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
+    head, _, body = _ask(s, *packets).partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines[1:])}
     return int(lines[0].split()[1]), headers, body
