@@ -103,7 +103,7 @@ def main() -> None:
     assert pool.run(view, scan_q).result.counts.tolist() == \
         inproc.run(view, scan_q).result.counts.tolist()
     scan_t: dict[str, list[float]] = {"in-process (reference)": [], "process pool, 2 workers": []}
-    for _ in range(7):
+    for _ in range(11):
         for name, d in zip(scan_t, (inproc, pool), strict=True):
             scan_t[name] += timed(lambda d=d: d.run(view, scan_q), 1)
     t_in = statistics.median(scan_t["in-process (reference)"])
