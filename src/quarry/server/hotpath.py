@@ -112,7 +112,8 @@ class HotRoutes:
         then read here, not by the ASGI app): a plain PUT of a small new version that the
         access policy allows and whose commit may run on the event loop. Query strings,
         ``If-Match``, aliases and chunked or big bodies go to the ASGI route."""
-        if (self.policy is None or not url.startswith(_DATASETS) or b"?" in url
+        if (self.policy is None or not url.startswith(_DATASETS) or len(url) == len(_DATASETS)
+                or b"?" in url
                 or b"%" in url or b"/aliases/" in url or not url.isascii()):
             return False
         size = None
