@@ -119,3 +119,13 @@ def test_nothing_listening_is_a_channel_down() -> None:
         address = s.getsockname()[:2]
     with pytest.raises(ChannelDown, match="cannot connect"):
         Channel(address, KEY).send(b"abc")
+
+
+def test_a_client_that_stalls_in_the_key_exchange_does_not_hold_up_others(
+        server: ChannelServer) -> None:
+    import socket
+
+    with socket.create_connection(server.address):  # connects, then says nothing
+        t = time.monotonic()
+        assert Channel(server.address, KEY).send(b"abc").result(5) == b"cba"
+        assert time.monotonic() - t < 0.5

@@ -109,6 +109,9 @@ def test_aliases(client: TestClient) -> None:
     ("PUT", "/datasets/x/versions/y", {"content": b"x"}, 400),
     ("PUT", "/datasets/d", {"content": b"x", "headers": {"content-length": "zz"}}, 400),
     ("PUT", "/datasets/d", {"content": b"x", "params": {"message": "m" * 5000}}, 400),
+    ("PUT", "/datasets/l", {"content": b"a\nb\n", "params": {"kind": "lines",
+                                                             "index": "bogus"}}, 400),
+    ("PUT", "/datasets/d", {"content": b"x", "params": {"kind": "lines"}}, 409),
 ])
 def test_bad_input(client: TestClient, method: str, url: str, kw: dict[str, object],
                    status: int) -> None:

@@ -59,12 +59,30 @@ def _no_delay(conn: Connection) -> None:
     _sockopt(conn, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _handshake(conn: Connection, authkey: bytes, *, server: bool) -> None:
+    """Both sides prove they hold the key (``multiprocessing``'s HMAC challenges, the server
+    asking first), with reads limited to CONNECT_TIMEOUT_S; none after it, as answers may
+    take as long as queries do."""
+    limit = struct.pack("ll", int(CONNECT_TIMEOUT_S), 0)
+    _sockopt(conn, socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+    if server:
+        deliver_challenge(conn, authkey)
+        answer_challenge(conn, authkey)
+    else:
+        answer_challenge(conn, authkey)
+        deliver_challenge(conn, authkey)
+    _sockopt(conn, socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+
+
 class ChannelServer:
     """The worker's side: answers each message with ``handler(message)`` on its own thread
     per connection, so a slow answer on one connection does not hold up the others."""
 
     def __init__(self, host: str, authkey: bytes, handler: Callable[[bytes], bytes]) -> None:
-        self._listener = Listener((host, 0), authkey=authkey)
+        # No key here: the exchange runs on each connection's own thread (with a timeout),
+        # so a client that connects and stalls cannot hold up the others.
+        self._listener = Listener((host, 0))
+        self._authkey = authkey
         self._handler = handler
         self._closed = False
         threading.Thread(target=self._accept, name="quarry-channel", daemon=True).start()
@@ -83,15 +101,17 @@ class ChannelServer:
                     return
                 time.sleep(0.01)  # e.g. out of file descriptors: do not spin
                 continue
-            except Exception as e:  # a client without the key, or one that hung up
-                log.warning("refused a channel connection: %s", e)
-                continue
-            _no_delay(conn)
             threading.Thread(target=self._serve, args=(conn,), name="quarry-channel-conn",
                              daemon=True).start()
 
     def _serve(self, conn: Connection) -> None:
         with conn:
+            try:
+                _no_delay(conn)
+                _handshake(conn, self._authkey, server=True)
+            except (OSError, EOFError, AuthenticationError) as e:
+                log.warning("refused a channel connection: %s", e)
+                return
             while True:
                 try:
                     message = conn.recv_bytes()
@@ -153,17 +173,12 @@ class Channel:
             raise ChannelDown(f"cannot connect to {self._where()}: {e}") from None
         sock.setblocking(True)  # Connection reads the descriptor directly
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        limit = struct.pack("ll", int(CONNECT_TIMEOUT_S), 0)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
         conn = Connection(sock.detach())
         try:
-            answer_challenge(conn, self._authkey)
-            deliver_challenge(conn, self._authkey)
+            _handshake(conn, self._authkey, server=False)
         except (OSError, EOFError, AuthenticationError) as e:
             conn.close()
             raise ChannelDown(f"cannot connect to {self._where()}: {e}") from None
-        # Answers may take as long as queries do: no read timeout from here on.
-        _sockopt(conn, socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
         return conn
 
     def _release(self, conn: Connection) -> None:

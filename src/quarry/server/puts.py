@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from quarry.datasets.kinds import VersionWriter, WriteOptions, kind_for_put
@@ -26,10 +27,11 @@ def open_writer(store: Store, name: str, kind: str | None, opts: WriteOptions) -
     return kind_for_put(store, name, kind, DEFAULT_KIND).writer(store, name, opts)
 
 
-def commit(writer: VersionWriter, name: str, **commit_kw: Any) -> CommitResult:
-    """``writer.commit`` with the store's errors said in the API's terms."""
+@contextmanager
+def storage_errors(name: str) -> Iterator[None]:
+    """The store's errors while a version is written, said in the API's terms."""
     try:
-        return writer.commit(**commit_kw)
+        yield
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise InsufficientStorage(f"the disk filled up while storing {name}; nothing "
@@ -56,13 +58,14 @@ def put_small(store: Store, name: str, body: bytes, opts: WriteOptions,
               on_created: Callable[[CommitResult], None]) -> tuple[int, dict[str, Any],
                                                                     dict[str, str]]:
     """The whole PUT of a body already in memory: write, commit, answer."""
-    writer = open_writer(store, name, None, opts)
-    try:
-        writer.write(body)
-    except BaseException:
-        writer.abort()
-        raise
-    res = commit(writer, name)
+    with storage_errors(name):
+        writer = open_writer(store, name, None, opts)
+        try:
+            writer.write(body)
+        except BaseException:
+            writer.abort()
+            raise
+        res = writer.commit()
     if res.created:
         on_created(res)
     return reply(name, res)

@@ -166,17 +166,18 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         opts = WriteOptions(message=message, size_hint=_content_length(request),
                             content_type=request.headers.get("content-type"),
                             params={"index": index})
-        writer = puts.open_writer(store, name, kind, opts)
-        try:
-            await _receive(request, writer)
-        except BaseException:
-            writer.abort()
-            raise
-        if puts.commits_inline(store, opts.size_hint):
-            res = puts.commit(writer, name, **commit_kw)  # a few small writes, a quick sync
-        else:
-            # Slow fsyncs and big finishes wait in a worker thread, not on the event loop.
-            res = await run_in_threadpool(lambda: puts.commit(writer, name, **commit_kw))
+        with puts.storage_errors(name):
+            writer = puts.open_writer(store, name, kind, opts)
+            try:
+                await _receive(request, writer)
+            except BaseException:
+                writer.abort()
+                raise
+            if puts.commits_inline(store, opts.size_hint):
+                res = writer.commit(**commit_kw)  # a few small writes and a quick sync
+            else:
+                # Slow fsyncs and big finishes wait in a worker thread, not on the event loop.
+                res = await run_in_threadpool(lambda: writer.commit(**commit_kw))
         status, body, headers = puts.reply(name, res)
         if res.created:
             request.app.state.metrics.ingested.labels(name).inc(res.snapshot.size)
