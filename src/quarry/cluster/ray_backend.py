@@ -144,16 +144,19 @@ class _Link:
                     address = self.ray.get(asked)
                 except Exception:
                     return None  # the actor died again: ask anew next time
-                if address is not None:
-                    self._channel = Channel(tuple(address), self.authkey)
+                self._open(address)
             return self._channel
 
     def learn(self) -> None:
         """Wait for the actor's address (at start, when the actor is known to be up)."""
         address = self.ray.get(self.actor.channel.remote())
         with self._lock:
-            if address is not None and self._channel is None:
-                self._channel = Channel(tuple(address), self.authkey)
+            self._open(address)
+
+    def _open(self, address: tuple[str, int] | None) -> None:
+        # Under the lock: a channel to the address the actor gave, unless one is open.
+        if address is not None and self._channel is None:
+            self._channel = Channel((str(address[0]), int(address[1])), self.authkey)
 
     def worked(self) -> None:
         self._failures = 0
@@ -255,13 +258,14 @@ class RayBackend(Backend):
             i = next(self._rr) if attempt == 0 else attempt
         actor = group[i % len(group)]
         packed = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
-        link = self._links[spec.index % self.n][i % len(group)] if self._links else None
-        ch = link.channel() if link is not None else None
-        if link is not None and ch is not None:
-            try:
-                return _DirectFuture(self, link, ch, ch.send(packed), packed)
-            except ChannelDown:
-                link.down(ch)
+        if self._links:
+            link = self._links[spec.index % self.n][i % len(group)]
+            ch = link.channel()
+            if ch is not None:
+                try:
+                    return _DirectFuture(self, link, ch, ch.send(packed), packed)
+                except ChannelDown:
+                    link.down(ch)
         return _RayFuture(self.ray, actor.run_packed.remote(packed))
 
     def wake(self, spec: ShardSpec) -> None:

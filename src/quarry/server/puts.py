@@ -23,7 +23,7 @@ INLINE_SYNC_BELOW = 0.5e-3
 
 
 def open_writer(store: Store, name: str, kind: str | None, opts: WriteOptions) -> VersionWriter:
-    check_dataset_name(name)
+    """The writer of a new version of ``name`` (a name the caller has checked)."""
     return kind_for_put(store, name, kind, DEFAULT_KIND).writer(store, name, opts)
 
 
@@ -58,6 +58,7 @@ def put_small(store: Store, name: str, body: bytes, opts: WriteOptions,
               on_created: Callable[[CommitResult], None]) -> tuple[int, dict[str, Any],
                                                                     dict[str, str]]:
     """The whole PUT of a body already in memory: write, commit, answer."""
+    check_dataset_name(name)
     with storage_errors(name):
         writer = open_writer(store, name, None, opts)
         try:
