@@ -19,11 +19,12 @@ from quarry.index.keyset import KeyCatalog
 from quarry.index.payload import default_payload_budget
 from quarry.query.advisor import Workload
 from quarry.store import Snapshot, Store
-from quarry.store.journal import COMMIT, Event
+from quarry.store.journal import ALIAS, COMMIT, Event
 
 V = TypeVar("V")
 # Manifest meta entries too bulky for a dataset description (listed per chunk).
 _HIDDEN_META = frozenset({"line_index", "chunks"})
+MAX_RESOLVED = 4096  # cached name resolutions, forgotten all at once when full
 KEY_BUDGET_FRACTION = 0.25  # of physical memory, for keys the key builder makes
 
 
@@ -60,12 +61,20 @@ class Engine:
         # more is released (views and keys) when its last lease ends.
         self._leases: dict[str, int] = {}
         self._current: dict[tuple[str, str], str] = {}  # (dataset, HEAD or alias) -> version
+        # (dataset, alias or id prefix) -> (HEAD then, when, version): what a name resolved
+        # to stays right while HEAD and the aliases do not move, so it is reused for as long
+        # as a cached HEAD is (an old version's GET read HEAD and listed the aliases each
+        # time, three times the cost of the GET itself).
+        self._resolved: dict[tuple[str, str], tuple[str, float, str]] = {}
         # Read-your-writes: a commit made through this process moves the cached HEAD at once.
         self.store.listeners.append(self._on_event)
 
     def _on_event(self, event: Event) -> None:
         if event.event == COMMIT and event.version is not None:
             self._heads[event.dataset] = (time.monotonic(), event.version)
+        elif event.event == ALIAS:
+            for key in [k for k in list(self._resolved) if k[0] == event.dataset]:
+                self._resolved.pop(key, None)
 
     def head(self, dataset: str) -> str:
         now = time.monotonic()
@@ -81,9 +90,18 @@ class Engine:
             vid = self.head(dataset)
             self._current[(dataset, "HEAD")] = vid
             return vid
+        head = self.head(dataset)
+        key = (dataset, version)
+        now = time.monotonic()
+        hit = self._resolved.get(key)
+        if hit is not None and hit[0] == head and now - hit[1] < self.refresh_interval:
+            return hit[2]
         vid = self.store.resolve(dataset, version)
         if not vid.startswith(version.lower()):  # a name (alias), not a pinned id
             self._current[(dataset, version)] = vid
+        if len(self._resolved) >= MAX_RESOLVED:
+            self._resolved.clear()
+        self._resolved[key] = (head, now, vid)
         return vid
 
     def snapshot(self, dataset: str, version: str | None = None) -> tuple[str, Snapshot]:

@@ -82,6 +82,7 @@ def test_aliases(client: TestClient) -> None:
     assert client.get("/datasets/d/data", params={"version": "prod"}).content == b"1"
     r = client.put("/datasets/d/aliases/prod")  # no body: HEAD
     assert r.json()["version"] == v2["version"] and r.json()["previous"] == v1["version"]
+    assert client.get("/datasets/d/data", params={"version": "prod"}).content == b"2"
     assert client.get("/datasets/d/aliases").json() == {"prod": v2["version"]}
     hist = client.get("/datasets/d/versions").json()
     assert hist["versions"][0]["aliases"] == ["prod"]
@@ -157,6 +158,28 @@ def test_ambiguous_prefix_is_409(client: TestClient, store: Store) -> None:
     assert r.status_code == 409 and r.json()["error"] == "conflict"
     assert a in r.json()["matches"] and b in r.json()["matches"]
     assert client.get("/datasets/amb/data", params={"version": a[: common + 1]}).status_code == 200
+
+
+def test_names_resolve_anew_when_aliases_move(store: Store) -> None:
+    """Resolved names are cached (for as long as HEAD is), but never past an alias move."""
+    with make_client(Engine(store, refresh_interval=60.0)) as client:
+        v1 = put(client, "d", b"1")
+        put(client, "d", b"2")
+        client.put("/datasets/d/aliases/prod", json={"version": v1["version"]})
+        assert client.get("/datasets/d/data", params={"version": "prod"}).content == b"1"
+        client.put("/datasets/d/aliases/prod")  # to HEAD
+        assert client.get("/datasets/d/data", params={"version": "prod"}).content == b"2"
+
+        put(client, "amb", b"head")
+        a, b = colliding_versions(store, "amb")
+        store.delete_alias("amb", "two")
+        common = 5
+        while a[common] == b[common]:
+            common += 1
+        prefix = {"version": a[:common]}
+        assert client.get("/datasets/amb/data", params=prefix).status_code == 200
+        store.set_alias("amb", "two", b)  # now two versions start with the prefix
+        assert client.get("/datasets/amb/data", params=prefix).status_code == 409
 
 
 def test_if_match(client: TestClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +17,7 @@ READ_BLOCK = 8 << 20
 # A durable writer starts the disk writing every this many bytes, so the fsync at the end
 # waits for the last stretch only instead of the whole blob.
 WRITEBACK_EVERY = 32 << 20
+RECENT_MAX = 64
 
 
 class BlobWriter:
@@ -33,11 +35,18 @@ class BlobWriter:
         self.size = 0
         self.blob_id: str | None = None
         self._written_back = 0
+        # A small blob's bytes, kept for the commit log record (instead of reading it back).
+        self._copy: list[bytes] | None = [] if store.defer_upto > 0 else None
 
     def write(self, data: bytes | memoryview) -> None:
         self._hash.update(data)
         self._file.write(data)
         self.size += memoryview(data).nbytes
+        if self._copy is not None:
+            if self.size <= self._store.defer_upto:
+                self._copy.append(bytes(data))
+            else:
+                self._copy = None
         self._writeback()
 
     def _writeback(self) -> None:
@@ -97,6 +106,8 @@ class BlobWriter:
             os.replace(self._tmp, dest)
             if sync:
                 fsync_dir(dest.parent)
+        if self._copy is not None and self.size <= self._store.defer_upto:
+            self._store.remember(blob_id, b"".join(self._copy))
         self.blob_id = blob_id
         return blob_id
 
@@ -121,15 +132,32 @@ class BlobWriter:
 class BlobStore:
     def __init__(self, root: Path, tmp_dir: Path, *, durable: bool = True) -> None:
         self.root = root
+        self._root_str = str(root)
         self.tmp_dir = tmp_dir
         self.durable = durable
         # Blobs up to this size are not fsync'ed by their writer (see BlobWriter.commit).
         self.defer_upto = -1
+        # Bytes of small blobs just written, until the commit that logs them takes them.
+        self._recent: dict[str, bytes] = {}
+        self._recent_lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
 
+    def remember(self, blob_id: str, data: bytes) -> None:
+        with self._recent_lock:
+            if len(self._recent) >= RECENT_MAX:  # writers that never committed
+                self._recent.pop(next(iter(self._recent)))
+            self._recent[blob_id] = data
+
+    def recent_bytes(self, blob_id: str) -> bytes:
+        """A small blob's bytes: from memory if it was just written here, else read."""
+        with self._recent_lock:
+            data = self._recent.pop(blob_id, None)
+        return self.read_bytes(blob_id) if data is None else data
+
     def path(self, blob_id: str) -> Path:
-        return self.root / blob_id[:2] / blob_id
+        # One string, parsed once: this is on every GET's path (``root / a / b`` costs 3x).
+        return Path(f"{self._root_str}/{blob_id[:2]}/{blob_id}")
 
     def exists(self, blob_id: str) -> bool:
         return self.path(blob_id).exists()

@@ -95,7 +95,9 @@ class Journal:
                 out.append((int(mid), p))
         return sorted(out)
 
-    def append(self, event: Event) -> None:
+    def append(self, event: Event) -> tuple[int, int]:
+        """Append ``event``; returns its span in the journal: the offsets of its line's start
+        and of the byte just past it."""
         line = event.encode() + b"\n"
         # Not fsync'ed: an event is a notification, not data. A crash can lose the last
         # events but never a version; pipelines catch up from HEADs when they start.
@@ -108,7 +110,7 @@ class Journal:
                 if size < self.segment_bytes:
                     os.write(fd, line)
                     self._active = (base, path)
-                    return
+                    return base + size, base + size + len(line)
             finally:
                 os.close(fd)
             # Full: nobody writes to it again, so its end is the next segment's base,

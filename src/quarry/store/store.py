@@ -35,6 +35,23 @@ def default_home() -> Path:
 
 
 @dataclass(frozen=True)
+class _Pending:
+    """A commit's log record on its way to the disk, and files to fsync if it had none."""
+
+    log: CommitLog
+    ticket: tuple[int, int] | None
+    loose: list[Path]
+
+    def finish(self) -> None:
+        if self.ticket is not None:
+            self.log.wait(self.ticket)
+        for path in self.loose:
+            fsync_path(path)
+        for folder in {p.parent for p in self.loose}:
+            fsync_dir(folder)
+
+
+@dataclass(frozen=True)
 class CommitResult:
     version: str
     snapshot: Snapshot
@@ -84,17 +101,24 @@ class Store:
         # Called (in the committing thread) after an event is journaled; e.g. to wake a
         # publisher at once instead of at its next poll. Errors in them never fail a write.
         self.listeners: list[Callable[[Event], None]] = []
+        # The same, told where the event lies in the journal (start and end offsets), so a
+        # publisher tailing the journal can take an event of this process without reading it.
+        self.journal_listeners: list[Callable[[Event, int, int], None]] = []
 
     # -- events ----------------------------------------------------------------------------
     def publish(self, event: Event) -> None:
-        self.journal.append(event)
-        self._notify(event)
+        self._notify(event, self.journal.append(event))
 
-    def _notify(self, event: Event) -> None:
+    def _notify(self, event: Event, span: tuple[int, int]) -> None:
         for listener in list(self.listeners):
             try:
                 listener(event)
             except Exception as e:  # a listener's bug must not undo a finished commit
+                print(f"quarry: event listener failed: {e!r}", file=sys.stderr)
+        for positioned in list(self.journal_listeners):
+            try:
+                positioned(event, *span)
+            except Exception as e:
                 print(f"quarry: event listener failed: {e!r}", file=sys.stderr)
 
     @contextmanager
@@ -153,11 +177,14 @@ class Store:
     def _save(self, snap: Snapshot) -> tuple[str, bytes]:
         raw = snap.encode()
         version = Snapshot.id_of(raw)
+        self._write_manifest(version, raw)
+        return version, raw
+
+    def _write_manifest(self, version: str, raw: bytes) -> None:
         path = self._manifest_path(version)
         if not path.exists():
             atomic_write_bytes(path, raw, self.tmp_dir,
                                durable=self.durable and self.log is None)
-        return version, raw
 
     def drop_caches(self) -> None:
         """Forget cached manifests (gc calls this after deleting some)."""
@@ -165,8 +192,9 @@ class Store:
         self._fresh = None
 
     # -- durability ------------------------------------------------------------------------
-    def _make_durable(self, snap: Snapshot, version: str, raw: bytes) -> None:
-        """Put a commit's manifest, small blobs and HEAD on disk: one commit-log record."""
+    def _log_commit(self, snap: Snapshot, version: str, raw: bytes) -> _Pending:
+        """Start putting a commit's manifest, small blobs and HEAD on disk as one commit-log
+        record; ``_Pending.finish`` waits for it, once the commit's files are written."""
         assert self.log is not None
         inline: dict[str, bytes] = {}
         loose: list[Path] = []
@@ -175,18 +203,15 @@ class Store:
             if part.size > INLINE_MAX or part.blob in inline:
                 continue  # big blobs were fsync'ed by their writer
             if total + part.size <= INLINE_TOTAL:
-                inline[part.blob] = self.blobs.read_bytes(part.blob)
+                inline[part.blob] = self.blobs.recent_bytes(part.blob)
                 total += part.size
             else:
                 loose.append(self.blobs.path(part.blob))
-        rec = Record(snap.dataset, version, raw, tuple(inline.items()))
-        if not self.log.append(rec):  # a manifest too big for the log: fsync the files
+        ticket = self.log.write(Record(snap.dataset, version, raw, tuple(inline.items())))
+        if ticket is None:  # a manifest too big for the log: fsync the files
             loose += [self.blobs.path(b) for b in inline]
             loose += [self._manifest_path(version), self.refs.head_path(snap.dataset)]
-        for path in loose:
-            fsync_path(path)
-        for folder in {p.parent for p in loose}:
-            fsync_dir(folder)
+        return _Pending(self.log, ticket, loose)
 
     def _replay(self) -> None:
         """After a power loss: restore what the logged commits wrote but the disk lost."""
@@ -265,17 +290,21 @@ class Store:
                 if current.sha256 == snap.sha256 and current.kind == snap.kind:
                     return CommitResult(head, current, created=False)
             snap = dataclasses.replace(snap, parent=head)
-            version, raw = self._save(snap)
+            raw = snap.encode()
+            version = Snapshot.id_of(raw)
+            # The log record first: the disk writes it while the files are made.
+            pending = None if self.log is None else self._log_commit(snap, version, raw)
+            self._write_manifest(version, raw)
             # Decoded, not ``snap`` itself: readers get the same types as from the file.
             self._fresh = (version, Snapshot.decode(raw))
             self.refs.set_locked(snap.dataset, None, version, sync=self.log is None)
-            if self.log is not None:
-                self._make_durable(snap, version, raw)
+            if pending is not None:
+                pending.finish()
             # Journaled under the dataset lock, so a dataset's events are in commit order.
             event = Event(snap.dataset, COMMIT, version, head, snap.size, snap.created,
                           {"kind": snap.kind, "message": snap.message})
-            self.journal.append(event)
-        self._notify(event)
+            span = self.journal.append(event)
+        self._notify(event, span)
         return CommitResult(version, snap, created=True)
 
     def history(self, dataset: str, limit: int | None = None) -> list[tuple[str, Snapshot]]:
@@ -359,8 +388,8 @@ class Store:
             self.refs.set_locked(dataset, alias, target)
             event = Event(dataset, ALIAS, target, previous, self.snapshot(target).size,
                           extra={"alias": alias})
-            self.journal.append(event)
-        self._notify(event)
+            span = self.journal.append(event)
+        self._notify(event, span)
         return target
 
     def delete_alias(self, dataset: str, alias: str) -> str:
@@ -371,6 +400,6 @@ class Store:
                 raise NotFound(f"{dataset} has no alias {alias!r}")
             self.refs.set_locked(dataset, alias, None)
             event = Event(dataset, ALIAS, None, previous, None, extra={"alias": alias})
-            self.journal.append(event)
-        self._notify(event)
+            span = self.journal.append(event)
+        self._notify(event, span)
         return previous
