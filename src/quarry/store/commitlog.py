@@ -80,7 +80,7 @@ def _load_sync_file_range() -> ctypes._CFuncPtr | None:  # type: ignore[name-def
     return fn  # type: ignore[no-any-return]
 
 
-_SYNC_FILE_RANGE = None if os.environ.get('NOSFR') else _load_sync_file_range()
+_SYNC_FILE_RANGE = _load_sync_file_range()
 _SYNC_FILE_RANGE_WRITE = 2
 
 
