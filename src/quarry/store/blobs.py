@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from quarry.errors import Corrupt, NotFound
-from quarry.store.atomic import fsync_dir, temp_path
+from quarry.store.atomic import fsync_dir, replace_into, temp_path
 
 READ_BLOCK = 8 << 20
 # A durable writer starts the disk writing every this many bytes, so the fsync at the end
@@ -101,9 +101,8 @@ class BlobWriter:
             with contextlib.suppress(OSError):
                 os.utime(dest)
         else:
-            dest.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(self._tmp, 0o444)
-            os.replace(self._tmp, dest)
+            replace_into(self._tmp, dest)
             if sync:
                 fsync_dir(dest.parent)
         if self._copy is not None and self.size <= self._store.defer_upto:
