@@ -150,3 +150,33 @@ def write_section(key: str, title: str, command: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)
+
+
+def _disk_writes() -> int:
+    """Sectors written so far, all block devices together (/proc/diskstats)."""
+    total = 0
+    with open("/proc/diskstats") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 9:
+                total += int(fields[9])
+    return total
+
+
+def settle(quiet: float = 1.0, limit: float = 60.0) -> float:
+    """Flush dirty data and wait until the disks have written nothing for ``quiet`` seconds
+    (at most ``limit``); returns the seconds waited. Deleting a previous run's thousands of
+    files makes this ``discard``-mounted disk trim for a while, and a benchmark started
+    meanwhile measured 2-4x slower small PUTs."""
+    start = time.perf_counter()
+    subprocess.run(["sync"], check=False)
+    last, since = _disk_writes(), time.perf_counter()
+    while time.perf_counter() - start < limit:
+        time.sleep(0.25)
+        now = _disk_writes()
+        if now != last:
+            last, since = now, time.perf_counter()
+        elif time.perf_counter() - since >= quiet:
+            break
+    return time.perf_counter() - start
+

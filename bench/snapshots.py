@@ -32,7 +32,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import write_section
+from bench.common import settle, write_section
 
 REPO = Path(__file__).resolve().parent.parent
 git_repo_default = git_repo_all = Path()
@@ -276,6 +276,7 @@ def main() -> None:
     args = ap.parse_args()
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
+    print(f"disk settled after {settle():.1f} s", file=sys.stderr)
     try:
         global git_repo_default, git_repo_all
         git_repo_default = git_repo(OUT / "git", False)
