@@ -35,13 +35,17 @@ class Services:
     """Everything ``quarry up`` runs besides the HTTP server, started and stopped together."""
 
     def __init__(self, config: Config, store: Store, metrics: Metrics | None = None, *,
-                 poll: float = POLL) -> None:
+                 poll: float = POLL, engine: Engine | None = None) -> None:
         check_stage_kinds(config.stages)
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
             self.bus = Bus(store, self.ctx, config.pub, legacy=config.legacy_events,
                            poll=poll)
-            self.compat = CompatEndpoint(store, self.ctx, config.rep) if config.rep else None
+            # Beside an in-process HTTP server, GETs resolve through its engine: HEAD and
+            # names cached, moved at once by this process's commits.
+            self.compat = CompatEndpoint(
+                store, self.ctx, config.rep,
+                resolve=None if engine is None else engine.resolve) if config.rep else None
         except BaseException:
             self.ctx.destroy(linger=0)
             raise
@@ -90,7 +94,7 @@ def run_up(config: Config, *, announce: Callable[[str], None] | None = None) -> 
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, http=PROTOCOL, loop="uvloop",
         lifespan="off", access_log=False, log_level=config.log_level, server_header=False))
-    services = Services(config, store, app.metrics)
+    services = Services(config, store, app.metrics, engine=engine)
 
     stop_requested = threading.Event()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 
 import zmq
 
@@ -57,7 +58,11 @@ class ReplyCache:
         self._replies[(resource, vid)] = reply
 
 
-def handle(store: Store, message: bytes, cache: ReplyCache | None = None) -> bytes:
+def handle(store: Store, message: bytes, cache: ReplyCache | None = None,
+           resolve: Callable[[str, str | None], str] | None = None) -> bytes:
+    """The reply to one message. ``resolve`` turns (dataset, version or None) into a version
+    id; the store's own by default, an engine's (which caches HEAD and resolved names) when
+    the endpoint runs beside the HTTP server."""
     try:
         sections = parse(message)
     except Malformed as e:
@@ -81,7 +86,7 @@ def handle(store: Store, message: bytes, cache: ReplyCache | None = None) -> byt
         if len(head.lines) > 1:
             return error("GET takes at most one body line: the version")
         version = head.lines[0].strip() if head.lines else None
-        vid = store.resolve(dataset, version or None)
+        vid = (resolve or store.resolve)(dataset, version or None)
         cached = cache.get(resource, vid) if cache is not None else None
         if cached is not None:
             return cached
@@ -104,10 +109,12 @@ def handle(store: Store, message: bytes, cache: ReplyCache | None = None) -> byt
 
 class CompatEndpoint(threading.Thread):
     def __init__(self, store: Store, ctx: zmq.Context[zmq.Socket[bytes]],
-                 endpoint: str = DEFAULT_REP) -> None:
+                 endpoint: str = DEFAULT_REP, *,
+                 resolve: Callable[[str, str | None], str] | None = None) -> None:
         super().__init__(name="quarry-compat", daemon=True)
         self.endpoint = endpoint
         self._store = store
+        self._resolve = resolve
         self._sock = bind(ctx, zmq.REP, endpoint)
         self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
         self._halt = threading.Event()
@@ -126,7 +133,7 @@ class CompatEndpoint(threading.Thread):
                 if len(frames) != 1:
                     reply = error(f"expected one frame, got {len(frames)}")
                 else:
-                    reply = handle(self._store, frames[0], cache)
+                    reply = handle(self._store, frames[0], cache, self._resolve)
                 self._sock.send(reply)
                 self.served += 1
         finally:
