@@ -41,6 +41,16 @@ _DATA = b"/data"
 _DATA_Q = b"/data?"
 
 
+def _durable_already() -> None:
+    pass
+
+
+def _internal_error(e: Exception, url: bytes) -> bytes:
+    """A 500 with a JSON body, as the ASGI app answers an unexpected error; logged."""
+    log.error("PUT %s failed: %r", url.decode("ascii"), e, exc_info=e)
+    return raw_response(500, JSON, error_body(QuarryError(f"internal error: {type(e).__name__}")))
+
+
 class HotRoutes:
     def __init__(self, engine: Engine, default_dataset: str | None, index_base: int,
                  metrics: Metrics | None = None, closed: tuple[str, ...] = (),
@@ -138,22 +148,27 @@ class HotRoutes:
             message=h.get(b"x-quarry-message", b"").decode("latin-1")[:MAX_MESSAGE],
             size_hint=len(body), content_type=ctype.decode("latin-1") if ctype else None,
             params={"index": "auto"})
+        durable = _durable_already
         try:
-            status, doc, extra = put_small(self.engine.store, name, body, opts, self._ingested)
+            status, doc, extra, durable = put_small(self.engine.store, name, body, opts,
+                                                    self._ingested)
             lines = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode("latin-1"))
                              for k, v in extra.items())
             resp = raw_response(status, JSON, orjson.dumps(doc), lines)
         except QuarryError as e:
             status, resp = e.status, raw_response(e.status, JSON, error_body(e))
         except Exception as e:  # answered as the ASGI app would: a 500 with a JSON body
-            log.exception("PUT %s failed", url.decode("ascii"))
-            err = QuarryError(f"internal error: {type(e).__name__}")
-            status, resp = 500, raw_response(500, JSON, error_body(err))
+            status, resp = 500, _internal_error(e, url)
         seconds = time.perf_counter() - start
         if self.metrics is not None:
             self.metrics.request(PUT_ROUTE, "PUT", status, seconds)
         log.info("PUT %s %d %.1fms", url.decode("ascii"), status, seconds * 1000,
                  extra=fields(route=PUT_ROUTE, status=status))
+        # The answer was made while the disk synced the commit; it goes once that is done.
+        try:
+            durable()
+        except Exception as e:
+            return _internal_error(e, url)
         return resp
 
     def _ingested(self, res: CommitResult) -> None:

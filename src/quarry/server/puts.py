@@ -55,9 +55,11 @@ def reply(name: str, res: CommitResult) -> tuple[int, dict[str, Any], dict[str, 
 
 
 def put_small(store: Store, name: str, body: bytes, opts: WriteOptions,
-              on_created: Callable[[CommitResult], None]) -> tuple[int, dict[str, Any],
-                                                                    dict[str, str]]:
-    """The whole PUT of a body already in memory: write, commit, answer."""
+              on_created: Callable[[CommitResult], None]
+              ) -> tuple[int, dict[str, Any], dict[str, str], Callable[[], None]]:
+    """The whole PUT of a body already in memory: write, commit, answer. The commit may
+    still be on its way to disk: the last item returns once it is, and the caller must call
+    it before it sends the answer (it prepares the answer meanwhile)."""
     check_dataset_name(name)
     with storage_errors(name):
         writer = open_writer(store, name, None, opts)
@@ -66,7 +68,7 @@ def put_small(store: Store, name: str, body: bytes, opts: WriteOptions,
         except BaseException:
             writer.abort()
             raise
-        res = writer.commit()
+        res = writer.commit(wait=False)
     if res.created:
         on_created(res)
-    return reply(name, res)
+    return (*reply(name, res), res.wait_durable)

@@ -48,6 +48,7 @@ DEFAULT_SIZE = 8 << 20
 # (their own write dwarfs an fsync). A commit inlines at most INLINE_TOTAL bytes of blobs.
 INLINE_MAX = 64 << 10
 INLINE_TOTAL = 1 << 20
+SYNCER_IDLE = 2.0  # seconds a syncer thread waits for work before it ends
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -68,27 +69,6 @@ def _load_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 
 _SYNCFS = _load_syncfs()
-
-
-def _load_sync_file_range() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-    return fn  # type: ignore[no-any-return]
-
-
-_SYNC_FILE_RANGE = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Have the disk start writing a range now, without waiting for it (Linux only): the
-    ``fdatasync`` that follows other work then waits for the cache flush alone."""
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def syncfs(fd: int) -> None:
@@ -144,6 +124,13 @@ class CommitLog:
         self._synced = (0, 0)
         self._mutex = threading.Lock()
         self._sync_mutex = threading.Lock()
+        # The syncer: a thread that starts the fdatasync as soon as a record is written, so
+        # the disk works while the committing thread writes the commit's files and its
+        # answer (see ``write``). It ends after SYNCER_IDLE seconds without work.
+        self._want = (0, 0)
+        self._want_cv = threading.Condition()
+        self._syncer: threading.Thread | None = None
+        self._closing = False
         # Recent fdatasync time (moving average), inf until one is measured: lets a server
         # decide whether a commit may block its event loop.
         self.sync_seconds = float("inf")
@@ -236,9 +223,10 @@ class CommitLog:
         return True
 
     def write(self, rec: Record) -> tuple[int, int] | None:
-        """Append ``rec`` and start the disk writing it, without waiting: ``wait`` with the
-        ticket returned makes it durable. None if it can never fit the log. A commit does
-        its other file work between the two, which overlaps the disk's write."""
+        """Append ``rec`` and have the syncer thread make it durable, without waiting:
+        ``wait`` with the ticket returned returns once it is. None if it can never fit the
+        log. A commit writes its files and its answer meanwhile, so the disk's flush (and,
+        on a VM, the wake-up after it) is off its critical path."""
         with self._locked() as fd:
             _, gen = self._read_header(fd)
             if gen == 0:  # no readable header (a torn checkpoint): start a generation
@@ -259,8 +247,41 @@ class CommitLog:
             os.pwrite(fd, data, at)
             self._pos += len(data)
             ticket = (self._gen, self._pos)
-        start_writeback(self._fd, at, len(data))
+        self._kick(ticket)
         return ticket
+
+    def _kick(self, ticket: tuple[int, int]) -> None:
+        with self._want_cv:
+            self._want = max(self._want, ticket)
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync_loop, name="quarry-wal-sync",
+                                                daemon=True)
+                self._syncer.start()
+            self._want_cv.notify()
+
+    def _sync_loop(self) -> None:
+        while True:
+            with self._want_cv:
+                while self._want <= self._synced and not self._closing:
+                    if not self._want_cv.wait(SYNCER_IDLE) and self._want <= self._synced:
+                        self._syncer = None  # idle: the next write starts a new one
+                        return
+                if self._closing:
+                    self._syncer = None
+                    return
+                want = self._want
+            try:
+                self.wait(want)
+            except OSError:
+                # Each waiter then runs its own fdatasync and gets the error itself.
+                with self._want_cv:
+                    self._want = self._synced
+
+    def wait_all(self) -> None:
+        """Return once every record written so far is on disk."""
+        with self._mutex:
+            upto = (self._gen, self._pos)
+        self.wait(upto)
 
     def wait(self, ticket: tuple[int, int]) -> None:
         """Return once the record ``write`` gave ``ticket`` for is on disk. Group commit:
@@ -311,6 +332,12 @@ class CommitLog:
             self._checkpoint(fd, gen + 1)
 
     def close(self) -> None:
+        with self._want_cv:
+            self._closing = True
+            syncer = self._syncer
+            self._want_cv.notify()
+        if syncer is not None:
+            syncer.join()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

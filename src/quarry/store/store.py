@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,11 +51,18 @@ class _Pending:
             fsync_dir(folder)
 
 
+def _durable_already() -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class CommitResult:
     version: str
     snapshot: Snapshot
     created: bool  # False when the data equalled HEAD's and no version was made
+    # Returns once the commit is on disk: at once, unless ``commit(wait=False)`` made it.
+    wait_durable: Callable[[], None] = field(default=_durable_already, compare=False,
+                                             repr=False)
 
 
 class Store:
@@ -265,12 +272,17 @@ class Store:
             raise NotFound(f"no dataset named {dataset!r}")
         return head
 
-    def commit(self, snap: Snapshot, *, expected_parent: object = _UNSET) -> CommitResult:
+    def commit(self, snap: Snapshot, *, expected_parent: object = _UNSET,
+               wait: bool = True) -> CommitResult:
         """Make ``snap`` the new HEAD of its dataset.
 
         With ``expected_parent`` (a version id, or None for a new dataset) the commit fails with
         412 if HEAD moved meanwhile (optimistic concurrency); without it, concurrent commits are
         serialised and each is recorded on top of whatever HEAD is when it gets the lock.
+
+        ``wait=False`` returns before the commit is durable (it is visible, and its event
+        published, as with the commit log's group commit): the caller prepares its answer
+        while the disk syncs, and calls the result's ``wait_durable`` before giving it.
         """
         check_dataset_name(snap.dataset)
         with self.gc_lock(), self.refs.lock(snap.dataset):
@@ -288,6 +300,9 @@ class Store:
             if head is not None:
                 current = self.snapshot(head)
                 if current.sha256 == snap.sha256 and current.kind == snap.kind:
+                    # HEAD may be a commit of another thread still on its way to disk.
+                    if self.log is not None:
+                        self.log.wait_all()
                     return CommitResult(head, current, created=False)
             snap = dataclasses.replace(snap, parent=head)
             raw = snap.encode()
@@ -298,13 +313,15 @@ class Store:
             # Decoded, not ``snap`` itself: readers get the same types as from the file.
             self._fresh = (version, Snapshot.decode(raw))
             self.refs.set_locked(snap.dataset, None, version, sync=self.log is None)
-            if pending is not None:
+            if pending is not None and wait:
                 pending.finish()
             # Journaled under the dataset lock, so a dataset's events are in commit order.
             event = Event(snap.dataset, COMMIT, version, head, snap.size, snap.created,
                           {"kind": snap.kind, "message": snap.message})
             span = self.journal.append(event)
         self._notify(event, span)
+        if pending is not None and not wait:
+            return CommitResult(version, snap, created=True, wait_durable=pending.finish)
         return CommitResult(version, snap, created=True)
 
     def history(self, dataset: str, limit: int | None = None) -> list[tuple[str, Snapshot]]:
