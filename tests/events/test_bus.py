@@ -84,3 +84,24 @@ def test_commits_by_another_process_are_published(store: Store, ctx: Ctx,
         bus.join(5)
     assert topic == b"from/cli commit"
     assert orjson.loads(body)["version"] == store.require_head("from/cli")
+
+
+def test_events_keep_journal_order_when_another_writer_comes_between(store: Store,
+                                                                    ctx: Ctx) -> None:
+    """This process's commits are published by the committing thread; a commit another
+    process journaled before one of them is published first, by the bus thread."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    bus = Bus(store, ctx, endpoint, legacy=False, poll=30.0)  # no polling: wakes only
+    bus.start()
+    other = Store(store.root)  # another writer: the bus hears nothing of its commits
+    try:
+        with subscriber(ctx, endpoint, b"") as sub:
+            a = store.commit(snap(store, "k/a", b"1")).version
+            b = other.commit(snap(other, "k/b", b"2")).version
+            c = store.commit(snap(store, "k/c", b"3")).version
+            got = [orjson.loads(sub.recv_multipart()[1])["version"] for _ in range(3)]
+    finally:
+        bus.stop()
+        bus.join(5)
+    assert got == [a, b, c]
+    assert bus.published == 3

@@ -184,3 +184,41 @@ def test_the_store_reports_what_a_commit_waits_for_the_disk(tmp_path: Path) -> N
     assert 0.0 < first < 10.0
     put_bytes(store, "d", b"two")
     assert 0.0 < store.commit_seconds() < 10.0
+
+
+def test_write_is_made_durable_by_the_syncer_then_it_ends(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from quarry.store import commitlog
+
+    monkeypatch.setattr(commitlog, "SYNCER_IDLE", 0.05)
+    log = CommitLog(tmp_path / "c.log", size=1 << 20, boot="boot-1")
+    ticket = log.write(rec(1))
+    assert ticket is not None
+    deadline = time.monotonic() + 10
+    while log._synced < ticket and time.monotonic() < deadline:  # no wait() of ours
+        time.sleep(0.005)
+    assert log._synced >= ticket and log.sync_seconds < float("inf")
+    while log._syncer is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log._syncer is None  # idle: the thread ended
+    log.wait(log.write(rec(2)) or (0, 0))  # a new one starts for the next write
+    assert log._synced >= (log._gen, log._pos)
+    log.close()
+    assert log._syncer is None
+    assert [r.version for r in replayed(tmp_path / "c.log")] == [rec(1).version, rec(2).version]
+
+
+def test_a_commit_that_does_not_wait_is_visible_then_durable(store: Store) -> None:
+    from quarry.datasets.document import DocumentWriter
+
+    w = DocumentWriter(store, "d/x")
+    w.write(b"payload")
+    res = w.commit(wait=False)
+    assert store.require_head("d/x") == res.version  # visible before it is durable
+    res.wait_durable()
+    assert store.log is not None
+    with store.log._mutex:
+        end = (store.log._gen, store.log._pos)
+    assert store.log._synced >= end
