@@ -278,8 +278,10 @@ class CommitLog:
                     self._want = self._synced
 
     def wait_all(self) -> None:
-        """Return once every record written so far is on disk."""
+        """Return once every record this process wrote so far is on disk."""
         with self._mutex:
+            if self._fd < 0:
+                return  # none written here
             upto = (self._gen, self._pos)
         self.wait(upto)
 
