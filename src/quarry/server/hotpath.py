@@ -69,6 +69,7 @@ class HotRoutes:
         # the executors directly); other backends go through the dispatcher in the ASGI app.
         self.records = HotRecords(engine, self.compat) if hot_records else None
         self._bodies: dict[str, bytes] = {}
+        self._answers: dict[str, bytes] = {}  # whole answers of small versions, by id
 
     def respond(self, method: bytes, url: bytes) -> bytes | None:
         if method != b"GET" or b"%" in url:
@@ -208,7 +209,12 @@ class HotRoutes:
         if name in self.closed:
             return None  # the ASGI route checks closed datasets' tokens
         try:
-            vid, snap, data = self.engine.data(name, version)
+            vid = self.engine.resolve(name, version)
+            # A version never changes, so neither does the whole answer for it.
+            resp = self._answers.get(vid)
+            if resp is not None:
+                return resp
+            vid, snap, data = self.engine.data(name, vid)
         except QuarryError as e:
             return raw_response(e.status, JSON, error_body(e))
         if data.path is None or snap.link is not None or snap.size > HOT_MAX_LINE:
@@ -218,7 +224,11 @@ class HotRoutes:
         if media.startswith("text/") and "charset" not in media:
             media += "; charset=utf-8"  # as Starlette does
         extra = b'etag: "%s"\r\nx-quarry-version: %s\r\n' % (vid.encode(), vid.encode())
-        return raw_response(200, media.encode("latin-1"), body, extra)
+        resp = raw_response(200, media.encode("latin-1"), body, extra)
+        if len(self._answers) >= BODY_CACHE:
+            self._answers.pop(next(iter(self._answers)))
+        self._answers[vid] = resp
+        return resp
 
     def _body(self, sha: str, path: Path) -> bytes:
         # Stored blobs never change, so small ones are kept by content hash.
