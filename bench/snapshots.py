@@ -248,19 +248,24 @@ def bench_latency(n: int, ports: tuple[int, int, int]) -> list[float]:
 NOTES = """Notes. HTTP figures are from `wrk` (one connection, one request at a time, unless \
 stated), so they measure the server, not a Python client. A durable 1 KB PUT writes its blob, \
 manifest and HEAD record to the page cache and makes them durable with one `fdatasync` of the \
-store's commit log (docs/architecture.md, *Durability*); git's defaults fsync nothing but its \
-refs. A small PUT commits on the event loop while the log's fdatasync stays quick, and a plain \
-one is taken whole by the protocol's hot path. Making a file costs 0.3-0.8 ms of kernel time \
-in this folder (25 us in /tmp on the same disk), and each version makes two (blob, manifest): \
-that, not Python, is most of a small PUT here, and git pays it for each object too. For big \
-documents `cp` writes into the page cache and returns before the disk has the data, so its \
-rate swings with how much dirty data the kernel already holds (1.0-3.1 GB/s in this \
-session's runs), while Quarry hashes every byte (SHA-256, up to 1.7 GB/s on one core here) \
-and fsyncs before it answers: the disk's own write rate (`cp` + `sync`) bounds it, so the \
-like-for-like reference is `cp` + `sync`. This VM's CPUs halt when idle, and waking one costs \
-more than answering a GET: one-connection round trips measured on an idle VM take about twice \
-as long as the same ones while other work keeps the CPUs awake (5.6 k against 10.7 k GETs/s \
-on one connection), so these figures move with whatever else the machine is doing."""
+store's commit log, which a syncer thread starts as soon as the record is written while the \
+PUT writes its files, publishes its event and makes its answer (docs/architecture.md, \
+*Durability*); git's defaults fsync nothing but its refs. A small PUT commits on the event \
+loop while the log's fdatasync stays under 1 ms, and a plain one is taken whole by the \
+protocol's hot path. A GET of a small version is answered from a cache of whole answers by \
+version id (versions never change) after the name is resolved (also cached, until HEAD or an \
+alias moves). This VM's root file system is ext4 without a journal: a new inode is picked past \
+every inode deleted in the last 100 minutes, so right after a run's ~20,000 files were \
+deleted, making a file took ~1 ms instead of 40 us (for git and Quarry alike; perf: \
+`recently_deleted`, `find_inode_bit`). The script therefore moves its previous run aside \
+instead of deleting it (`--clean` deletes). Its vCPUs halt when idle and waking one costs \
+more than answering a request: keeping them awake with idle-priority spinners made the same \
+server answer 1 KB PUTs 40 % faster, so one-connection figures move with whatever else the \
+machine is doing. For big documents `cp` writes into the page cache and returns before the \
+disk has the data, so its rate swings with how much dirty data the kernel already holds \
+(0.45-3.1 GB/s in these sessions' runs), while Quarry hashes every byte (SHA-256, up to \
+1.7 GB/s on one core here) and fsyncs before it answers: the disk's own write rate (`cp` + \
+`sync`) bounds it, so the like-for-like reference is `cp` + `sync`."""
 
 
 def pct(xs: list[float], p: float) -> float:
