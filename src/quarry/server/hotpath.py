@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,8 +140,11 @@ class HotRoutes:
             return False
         return self.policy.check("PUT", url.decode("ascii"), dict(headers)) is None
 
-    def put(self, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
-        """The answer to a PUT that ``takes_put`` accepted: always a response."""
+    def put(self, url: bytes, headers: list[tuple[bytes, bytes]],
+            body: bytes) -> tuple[bytes, Callable[[], None]]:
+        """The answer to a PUT that ``takes_put`` accepted (always a response, given once
+        its commit is on disk), and its bookkeeping (log line, metrics), to call once the
+        answer is on its way."""
         start = time.perf_counter()
         name = url[len(_DATASETS):].decode("ascii")
         h = dict(headers)
@@ -160,17 +164,20 @@ class HotRoutes:
             status, resp = e.status, raw_response(e.status, JSON, error_body(e))
         except Exception as e:  # answered as the ASGI app would: a 500 with a JSON body
             status, resp = 500, _internal_error(e, url)
-        seconds = time.perf_counter() - start
-        if self.metrics is not None:
-            self.metrics.request(PUT_ROUTE, "PUT", status, seconds)
-        log.info("PUT %s %d %.1fms", url.decode("ascii"), status, seconds * 1000,
-                 extra=fields(route=PUT_ROUTE, status=status))
         # The answer was made while the disk synced the commit; it goes once that is done.
         try:
             durable()
         except Exception as e:
-            return _internal_error(e, url)
-        return resp
+            status, resp = 500, _internal_error(e, url)
+
+        def done() -> None:
+            seconds = time.perf_counter() - start
+            if self.metrics is not None:
+                self.metrics.request(PUT_ROUTE, "PUT", status, seconds)
+            log.info("PUT %s %d %.1fms", url.decode("ascii"), status, seconds * 1000,
+                     extra=fields(route=PUT_ROUTE, status=status))
+
+        return resp, done
 
     def _ingested(self, res: CommitResult) -> None:
         if self.metrics is not None:

@@ -126,10 +126,12 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
     def on_message_complete(self) -> None:
         self._idle = True
         put, self._hot_put = self._hot_put, None
+        done = None
         if put is not None and self._hot_routes is not None:
             # Committed here, on the event loop: takes_put only accepts small bodies and a
             # store whose commit sync is quick.
-            self._hot_response = self._hot_routes.put(self.url, self.headers, b"".join(put))
+            self._hot_response, done = self._hot_routes.put(self.url, self.headers,
+                                                            b"".join(put))
         resp = self._hot_response
         if resp is None:
             super().on_message_complete()
@@ -137,6 +139,8 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self._hot_response = None
         self.transport.write(resp)
         self.server_state.total_requests += 1
+        if done is not None:
+            done()  # the PUT's log line and metrics, with its answer on its way
         if not self.parser.should_keep_alive():
             self.transport.close()
             return
