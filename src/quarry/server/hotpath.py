@@ -42,10 +42,6 @@ _DATA = b"/data"
 _DATA_Q = b"/data?"
 
 
-def _durable_already() -> None:
-    pass
-
-
 def _internal_error(e: Exception, url: bytes) -> bytes:
     """A 500 with a JSON body, as the ASGI app answers an unexpected error; logged."""
     log.error("PUT %s failed: %r", url.decode("ascii"), e, exc_info=e)
@@ -153,7 +149,7 @@ class HotRoutes:
             message=h.get(b"x-quarry-message", b"").decode("latin-1")[:MAX_MESSAGE],
             size_hint=len(body), content_type=ctype.decode("latin-1") if ctype else None,
             params={"index": "auto"})
-        durable = _durable_already
+        durable: Callable[[], None] | None = None
         try:
             status, doc, extra, durable = put_small(self.engine.store, name, body, opts,
                                                     self._ingested)
@@ -166,7 +162,8 @@ class HotRoutes:
             status, resp = 500, _internal_error(e, url)
         # The answer was made while the disk synced the commit; it goes once that is done.
         try:
-            durable()
+            if durable is not None:
+                durable()
         except Exception as e:
             status, resp = 500, _internal_error(e, url)
 

@@ -20,6 +20,10 @@ older generation that still lie further on in the file are never mistaken for li
 Record layout: ``QREC`` magic, generation, payload length, CRC-32 (of generation and
 payload), then the payload: a JSON head (dataset, version, lengths), the manifest and the
 blobs. A record torn by a crash fails its CRC and ends the log there.
+
+The ``fdatasync`` runs on a syncer thread, started by ``write`` as soon as the record is in
+the page cache; a committer calls ``wait`` once it has written the commit's files (and, on
+the hot path, made its answer), so the disk's flush overlaps that work instead of following it.
 """
 
 from __future__ import annotations
@@ -243,8 +247,7 @@ class CommitLog:
             if self._pos + len(data) > self.size:
                 self._checkpoint(fd, gen + 1)
                 data = encode_record(self._gen, rec)
-            at = self._pos
-            os.pwrite(fd, data, at)
+            os.pwrite(fd, data, self._pos)
             self._pos += len(data)
             ticket = (self._gen, self._pos)
         self._kick(ticket)

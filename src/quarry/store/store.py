@@ -280,9 +280,9 @@ class Store:
         412 if HEAD moved meanwhile (optimistic concurrency); without it, concurrent commits are
         serialised and each is recorded on top of whatever HEAD is when it gets the lock.
 
-        ``wait=False`` returns before the commit is durable (it is visible, and its event
-        published, as with the commit log's group commit): the caller prepares its answer
-        while the disk syncs, and calls the result's ``wait_durable`` before giving it.
+        ``wait=False`` returns once the commit is visible and its event journaled, before it
+        is durable: the caller prepares its answer while the log's syncer thread syncs, and
+        calls the result's ``wait_durable`` before giving the answer.
         """
         check_dataset_name(snap.dataset)
         with self.gc_lock(), self.refs.lock(snap.dataset):
