@@ -222,3 +222,23 @@ def test_a_commit_that_does_not_wait_is_visible_then_durable(store: Store) -> No
     with store.log._mutex:
         end = (store.log._gen, store.log._pos)
     assert store.log._synced >= end
+
+
+def test_logged_blob_bytes_match_the_blob_whichever_way_it_was_written(tmp_path: Path) -> None:
+    """A small blob's bytes go into the log record from memory: they must be the blob's
+    bytes, whether it was written (an HTTP body) or copied from a file (``quarry put``)."""
+    from quarry.datasets.lines import put_lines
+
+    store = Store(tmp_path / "data")
+    assert store.log is not None
+    src = tmp_path / "small.txt"
+    src.write_bytes(b"one\ntwo\nthree\n")
+    copied = put_lines(store, "t/copied", src)  # copy_file_range from the file
+    written = put_bytes(store, "t/written", b"a body\n", default_kind="document")
+    store.log.close()
+    records = {r.dataset: r for r in replayed(store.log.path)}
+    for name, res in (("t/copied", copied), ("t/written", written)):
+        for blob_id, data in records[name].blobs:
+            assert hashlib.sha256(data).hexdigest() == blob_id
+            assert data == store.blobs.read_bytes(blob_id)
+        assert res.version == records[name].version

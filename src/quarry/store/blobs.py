@@ -42,12 +42,16 @@ class BlobWriter:
         self._hash.update(data)
         self._file.write(data)
         self.size += memoryview(data).nbytes
+        self._keep(data)
+        self._writeback()
+
+    def _keep(self, data: bytes | memoryview) -> None:
+        """Every appended block goes through here, so the copy is the whole blob or none."""
         if self._copy is not None:
             if self.size <= self._store.defer_upto:
                 self._copy.append(bytes(data))
             else:
                 self._copy = None
-        self._writeback()
 
     def _writeback(self) -> None:
         if self._store.durable and self.size - self._written_back >= WRITEBACK_EVERY:
@@ -82,6 +86,7 @@ class BlobWriter:
             os.pwrite(out, memoryview(block)[done:], self.size + done)
         self.size += n
         self._file.seek(self.size)
+        self._keep(block)
         self._writeback()
 
     def commit(self) -> str:
@@ -105,7 +110,7 @@ class BlobWriter:
             replace_into(self._tmp, dest)
             if sync:
                 fsync_dir(dest.parent)
-        if self._copy is not None and self.size <= self._store.defer_upto:
+        if self._copy is not None:
             self._store.remember(blob_id, b"".join(self._copy))
         self.blob_id = blob_id
         return blob_id
