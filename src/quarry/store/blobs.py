@@ -186,8 +186,7 @@ class BlobStore:
         tmp = temp_path(self.tmp_dir, ".blob")
         tmp.write_bytes(data)
         os.chmod(tmp, 0o444)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
+        replace_into(tmp, dest)
         return True
 
     def read_bytes(self, blob_id: str) -> bytes:
