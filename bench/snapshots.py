@@ -166,7 +166,8 @@ def bench_gets(n: int, ports: tuple[int, int, int]) -> dict[str, float]:
                 assert s.recv().startswith(b"=====docs small")
 
             out["zmq"] = timed(n, rep_get)
-            size = len(s.send(msg) or s.recv())
+            s.send(msg)
+            size = len(s.recv())
         # The floor: a bare pyzmq REP in a process of its own answering as many bytes at
         # once, driven by the same client. libzmq's I/O threads put two thread hops on each
         # side of every round trip; no REP server here can be quicker than this.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from quarry.datasets.kinds import WriteOptions
+from quarry.datasets.kinds import WriteOptions, read_data
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
 from quarry.errors import NotFound, QuarryError
@@ -218,7 +218,8 @@ class HotRoutes:
             resp = self._answers.get(vid)
             if resp is not None:
                 return resp
-            vid, snap, data = self.engine.data(name, vid)
+            snap = self.engine.store.snapshot(vid)
+            data = read_data(self.engine.store, snap)
         except QuarryError as e:
             return raw_response(e.status, JSON, error_body(e))
         if data.path is None or snap.link is not None or snap.size > HOT_MAX_LINE:
