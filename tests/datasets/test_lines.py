@@ -58,6 +58,34 @@ def test_link_refuses_changed_file(store: Store, tmp_path: Path) -> None:
         engine.lines("big").line(0)
 
 
+
+def test_relinking_a_touched_file_serves_it_again(store: Store, tmp_path: Path) -> None:
+    """The 503's advice ("re-add it with quarry put --link") must work when only the mtime
+    moved: same bytes, but the link's pinned mtime is new, so it is a new version."""
+    f = tmp_path / "t.txt"
+    f.write_bytes(b"a\nb\n")
+    first = put_lines(store, "t", f, link=True)
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))  # touched, content unchanged
+    engine = Engine(store)
+    with pytest.raises(Unavailable):
+        engine.lines("t").line(0)
+    again = put_lines(store, "t", f, link=True)
+    assert again.created and again.version != first.version
+    assert engine.lines("t").line(1) == b"b"
+    assert not put_lines(store, "t", f, link=True).created  # nothing moved this time
+    copied = put_lines(store, "t", f)  # a copy in place of the link is a new version too
+    assert copied.created and copied.snapshot.link is None
+
+
+def test_changing_the_index_mode_is_a_new_version(store: Store) -> None:
+    dense = put_lines(store, "f", FRANKENSTEIN)
+    sparse = put_lines(store, "f", FRANKENSTEIN, mode="sparse")
+    assert sparse.created and sparse.snapshot.meta["line_index"]["mode"] == "sparse"
+    assert not put_lines(store, "f", FRANKENSTEIN, mode="sparse").created
+    assert dense.version != sparse.version
+
+
 def test_stream_and_unchanged(store: Store, engine: Engine) -> None:
     data = FRANKENSTEIN.read_bytes()
     r1 = put_lines_stream(store, "s", (data[i : i + 1000] for i in range(0, len(data), 1000)))

@@ -299,7 +299,7 @@ class Store:
                 )
             if head is not None:
                 current = self.snapshot(head)
-                if current.sha256 == snap.sha256 and current.kind == snap.kind:
+                if _same_version(current, snap):
                     # HEAD may be a commit of another thread still on its way to disk.
                     if self.log is not None:
                         self.log.wait_all()
@@ -420,3 +420,22 @@ class Store:
             span = self.journal.append(event)
         self._notify(event, span)
         return previous
+
+
+
+def _same_version(current: Snapshot, new: Snapshot) -> bool:
+    """Whether committing ``new`` over ``current`` would change nothing a reader sees: same
+    bytes, kind and link (a re-linked file that was touched gets its new size and mtime
+    recorded), the same kinds of parts, and the same line-index mode (sparse over dense is a
+    new version; offsets only stored wider, as a streamed put does, are not)."""
+    if current.sha256 != new.sha256 or current.kind != new.kind or current.link != new.link:
+        return False
+    roles = {p.role for p in current.parts}
+    if any(p.role not in roles for p in new.parts):
+        return False
+    return _index_mode(current) == _index_mode(new)
+
+
+def _index_mode(snap: Snapshot) -> tuple[object, object]:
+    info = snap.meta.get("line_index")
+    return (info.get("mode"), info.get("every")) if isinstance(info, dict) else (None, None)
