@@ -111,6 +111,24 @@ def test_closed_dataset_over_http(engine: Engine, store: Store) -> None:
     assert hot.respond(b"GET", b"/datasets/open/lines/2") is not None
 
 
+
+def test_a_closed_default_dataset_is_closed_under_lines_and_find(engine: Engine,
+                                                                 store: Store) -> None:
+    """/lines/<n> and /find/... read the default dataset without naming it in the path; the
+    token is needed there too, not only under /datasets/<name>/."""
+    put_lines(store, "secret", FRANKENSTEIN)
+    c = make_client(engine, token="t0k", closed=("secret",), default_dataset="secret")
+    auth = {"authorization": "Bearer t0k"}
+    for url in ("/lines/2", "/lines/2?version=HEAD", "/find/1.2.3.4/0/1/"):
+        r = c.get(url)
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized", url
+    assert c.get("/lines/2", headers=auth).status_code == 200
+    assert c.head("/lines/2").status_code == 401
+    # An open default dataset stays open.
+    put_lines(store, "open", FRANKENSTEIN)
+    c = make_client(engine, token="t0k", closed=("secret",), default_dataset="open")
+    assert c.get("/lines/2").status_code == 200
+
 @pytest.mark.slow
 def test_metrics_summed_over_workers(tmp_path: Path) -> None:
     port = free_port()

@@ -188,10 +188,11 @@ class LinesView:
             raise Unavailable(f"the linked file of {self.dataset} changed since it was indexed "
                               f"(size or mtime differ); re-add it with `quarry put --link`")
 
-    def line(self, i: int) -> bytes:
-        """0-based line ``i``; OutOfRange past the end."""
+    def line(self, i: int, base: int = 0) -> bytes:
+        """0-based line ``i``; OutOfRange past the end, whose message numbers lines from
+        ``base`` as the caller's user does (only the message: ``i`` is always 0-based)."""
         if i >= self.lines:
-            raise OutOfRange(f"line {i} is beyond the end of {self.dataset} "
+            raise OutOfRange(f"line {i + base} is beyond the end of {self.dataset} "
                              f"({self.lines} lines)", lines=self.lines)
         if self.link is not None:
             self.check()

@@ -72,10 +72,13 @@ class HotRoutes:
         if method != b"GET" or b"%" in url:
             return None
         if url.startswith(_LINES):  # the busiest route first
-            if b"?" in url or self.default_dataset in self.closed:
+            raw = url[7:]
+            # An empty number or one with more segments (/lines/1/x) is no route at all:
+            # the ASGI app answers it (404, or its trailing-slash redirect), not a 400 here.
+            if b"?" in raw or b"/" in raw or not raw or self.default_dataset in self.closed:
                 return None
             start = time.perf_counter()
-            resp = self._answer(self.default_dataset, url[7:])
+            resp = self._answer(self.default_dataset, raw)
             if resp is not None and self.tally is not None:
                 self.tally.add("/lines/{n}", int(resp[9:12]), time.perf_counter() - start)
             return resp
@@ -104,10 +107,13 @@ class HotRoutes:
         cut = rest.rfind(_LINES)
         if cut <= 0:
             return None
+        raw = rest[cut + 7 :]
+        if b"/" in raw or not raw:
+            return None  # /datasets/<name>/lines/ or .../lines/1/: no route, as above
         name = rest[:cut].decode("ascii", "replace")
         if name in self.closed:
             return None
-        resp = self._answer(name, rest[cut + 7 :])
+        resp = self._answer(name, raw)
         if resp is not None and self.tally is not None:
             self.tally.add("/datasets/{name:path}/lines/{n}", int(resp[9:12]),
                            time.perf_counter() - start)
@@ -190,7 +196,7 @@ class HotRoutes:
                 i = n - self.index_base  # the usual case, without a decode
             else:  # the checks and their error messages
                 i = parse_line_number(raw.decode("ascii", "replace"), self.index_base)
-            line = self.engine.head_lines(name).line(i)
+            line = self.engine.head_lines(name).line(i, self.index_base)
         except QuarryError as e:
             return raw_response(e.status, JSON, error_body(e))
         if len(line) > HOT_MAX_LINE:

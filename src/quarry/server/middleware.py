@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids, metrics, access logs and write/read access control."""
+"""Pure ASGI middleware: request ids, metrics, access logs, HEAD requests and write/read
+access control."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,8 +41,12 @@ class AccessPolicy:
     server listens beyond loopback; closed datasets need it for reads too."""
 
     def __init__(self, token: str | None, host: str, closed: Iterable[str] = (),
-                 write_posts: Iterable[str] = ()) -> None:
+                 write_posts: Iterable[str] = (),
+                 implicit: Callable[[str], str | None] | None = None) -> None:
         self.token = token or None
+        # The dataset a path outside /datasets/ reads (/lines/<n>: the default one), so a
+        # closed dataset is closed under every name it is served by.
+        self.implicit = implicit
         self.public = not is_loopback(host)
         self.closed = frozenset(closed)
         # POST routes that change data (most POSTs are queries, which are reads), as regular
@@ -53,8 +58,11 @@ class AccessPolicy:
             method == "POST" and any(p.fullmatch(path) for p in self.write_posts))
 
     def closed_dataset(self, path: str) -> str | None:
-        if not self.closed or not path.startswith("/datasets/"):
+        if not self.closed:
             return None
+        if not path.startswith("/datasets/"):
+            name = self.implicit(path) if self.implicit is not None else None
+            return name if name in self.closed else None
         rest = path[len("/datasets/"):]
         for name in self.closed:
             if rest == name or rest.startswith(name + "/"):
@@ -81,7 +89,8 @@ class AccessPolicy:
 
 
 class ObservedApp:
-    """Wraps the API: assigns a request id, enforces the access policy, records metrics."""
+    """Wraps the API: assigns a request id, enforces the access policy, records metrics,
+    and answers HEAD as GET without the body."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, policy: AccessPolicy) -> None:
         self.app = app
@@ -98,6 +107,12 @@ class ObservedApp:
         start = time.perf_counter()
         status = 500
         method = scope["method"]
+        head = method == "HEAD"
+        if head:
+            # FastAPI routes register GET only: a HEAD is routed and answered as that GET,
+            # whose body is dropped in send_wrapped (its headers, content-length included,
+            # are kept). A copy, so the server still sees the HEAD it received.
+            scope = {**scope, "method": "GET"}
 
         async def send_wrapped(message: Message) -> None:
             nonlocal status
@@ -105,6 +120,10 @@ class ObservedApp:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()),
                                       (b"x-request-id", rid.encode("latin-1"))]
+            elif head and message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # a streamed body runs to its end, but none of it is sent
+                message = {"type": "http.response.body", "body": b""}
             await send(message)
 
         try:
@@ -115,7 +134,7 @@ class ObservedApp:
                                     "headers": [(b"content-type", b"application/json"),
                                                 (b"content-length", str(len(body)).encode()),
                                                 (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": body})
+                await send_wrapped({"type": "http.response.body", "body": body})
                 return
             await self.app(scope, receive, send_wrapped)
         finally:

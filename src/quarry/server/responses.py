@@ -1,8 +1,12 @@
-"""Response bytes shared by the hot path and the ASGI app, so both answer identically."""
+"""Response bytes shared by the hot path and the ASGI app, so both answer identically, and
+the shape of error answers for the OpenAPI description."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
+from pydantic import BaseModel, ConfigDict
 
 from quarry.errors import QuarryError
 
@@ -31,3 +35,20 @@ def raw_response(status: int, content_type: bytes, body: bytes, extra: bytes = b
     each ending with CRLF."""
     return b"%scontent-type: %s\r\n%scontent-length: %d\r\n\r\n%s" % (
         _STATUS_LINES[status], content_type, extra, len(body), body)
+
+
+class ErrorBody(BaseModel):
+    """An error answer: its kind and what went wrong (some errors add fields)."""
+
+    # The OpenAPI form of error_body's output. Some errors carry more fields (a 413 past the
+    # end gives "lines", the line count).
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+    detail: str
+
+
+def error_responses(statuses: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses=`` entries for error answers: ``{status: why}``, each a JSON
+    ``ErrorBody``."""
+    return {status: {"model": ErrorBody, "description": why} for status, why in statuses.items()}

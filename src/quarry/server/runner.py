@@ -4,16 +4,35 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 
+from quarry.errors import BadRequest, Unavailable
 from quarry.server.settings import ENV_VAR, ServeSettings
 
 PROTOCOL = "quarry.server.protocol:QuarryHttpProtocol"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when workers import it
+
+
+def check_listen(host: str, port: int) -> None:
+    """Refuse early, with a clear error, when the server could not listen on host:port: before
+    ``serve`` adds its file or says it is serving (uvicorn would only log and exit 3)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise BadRequest(f"--host {host!r} is not an address this machine has: {e}") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            raise Unavailable(f"cannot listen on {host}:{port}: {e.strerror or e}; is another "
+                              "server running there? choose another --port") from None
 
 
 def run(settings: ServeSettings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import FastAPI, Query
 from fastapi.responses import Response, StreamingResponse
@@ -10,9 +11,33 @@ from fastapi.responses import Response, StreamingResponse
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
 from quarry.errors import NotFound
+from quarry.server.responses import error_responses
 from quarry.server.settings import ServeSettings
 
 TEXT_TYPE = "text/plain; charset=utf-8"
+# What the line routes answer, for the OpenAPI description (the hot path answers the same).
+# Validation failures are 400s too (see app.py), never FastAPI's 422.
+_ERRORS = {
+    400: "A line number that is not a positive integer (or ≥ 2^63), or a bad parameter",
+    401: "The dataset is closed (`--closed`) and no valid token was sent",
+    404: "Unknown dataset or version",
+    409: "Ambiguous version prefix",
+    413: "Line number past the end; `lines` gives the number of lines",
+    503: "A linked file changed or vanished since it was indexed",
+}
+# /lines/<n> reads the default dataset, which is not named in the path (but closed all the
+# same when it is closed).
+_DEFAULT_ERRORS = {**_ERRORS, 404: "No default dataset, or unknown version"}
+
+
+def _responses(text: str, errors: dict[int, str],
+               headers: dict[str, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    ok: dict[str, Any] = {"description": text,
+                          "content": {"text/plain": {"schema": {"type": "string"}}}}
+    if headers:
+        ok["headers"] = {k: {"description": v, "schema": {"type": "string"}}
+                         for k, v in headers.items()}
+    return {200: ok, **error_responses(errors)}
 
 
 def _stream_line(line: bytes, piece: int = 1 << 20) -> Iterator[bytes]:
@@ -28,23 +53,30 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             raise NotFound("no default dataset: serve a file, or name one with --default, "
                            "or use /datasets/<name>/lines/<n>")
         i = parse_line_number(n, base)
-        line = engine.lines(dataset, version).line(i)
+        line = engine.lines(dataset, version).line(i, base)  # numbered as the user does
         if len(line) > (1 << 20):
             return StreamingResponse(_stream_line(line), media_type=TEXT_TYPE)
         return Response(line, media_type=TEXT_TYPE)
 
     @api.get("/lines/{n}", tags=["lines"], response_class=Response,
-             summary="Line n of the default dataset (text/plain, no line ending)")
+             summary="Line n of the default dataset (text/plain, no line ending)",
+             responses=_responses("The line, without its line ending (UTF-8)",
+                                  _DEFAULT_ERRORS))
     def default_line(n: str, version: str | None = None) -> Response:
         return line_response(settings.default_dataset, n, version)
 
     @api.get("/datasets/{name:path}/lines/{n}", tags=["lines"], response_class=Response,
-             summary="Line n of a dataset (text/plain, no line ending)")
+             summary="Line n of a dataset (text/plain, no line ending)",
+             responses=_responses("The line, without its line ending (UTF-8)", _ERRORS))
     def dataset_line(name: str, n: str, version: str | None = None) -> Response:
         return line_response(name, n, version)
 
     @api.get("/datasets/{name:path}/lines", tags=["lines"], response_class=Response,
-             summary="A range of lines, streamed as newline-terminated text")
+             summary="A range of lines, streamed as newline-terminated text",
+             responses=_responses(
+                 "The lines, each ending with a newline (UTF-8)", _ERRORS,
+                 {"x-quarry-version": "The version read",
+                  "x-quarry-lines": "How many lines the body holds"}))
     def dataset_lines(
         name: str,
         start: str = Query(..., description=f"first line ({base}-based)"),
@@ -54,7 +86,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         i = parse_line_number(start, base)
         view = engine.lines(name, version)
         if i >= view.lines:
-            view.line(i)  # raises OutOfRange with the line count
+            view.line(i, base)  # raises OutOfRange with the line count
         view.check()
         headers = {"x-quarry-version": view.version,
                    "x-quarry-lines": str(min(count, view.lines - i))}
