@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -81,6 +82,76 @@ def test_real_process_exit_code(tmp_path: Path) -> None:
                        capture_output=True, text=True)
     assert r.returncode == 3
     assert "error: no dataset named 'nope'" in r.stderr
+
+
+
+def test_reading_commands_refuse_a_missing_or_foreign_data_folder(tmp_path: Path) -> None:
+    """A mistyped --data is an error for commands that only read, and nothing is created
+    there; put (and serve) still make a new data folder."""
+    missing = tmp_path / "typo"
+    for args in (["ls"], ["get", "x", "1"], ["info", "x"]):
+        r = runner.invoke(app, [*args, "--data", str(missing)])
+        assert r.exit_code == 3 and "does not exist" in r.stderr, args
+    assert not missing.exists()
+    foreign = tmp_path / "docs"
+    foreign.mkdir()
+    (foreign / "readme").write_text("hi")
+    r = runner.invoke(app, ["ls", "--data", str(foreign)])
+    assert r.exit_code == 3 and "not a Quarry data folder" in r.stderr
+    assert sorted(p.name for p in foreign.iterdir()) == ["readme"]
+    a_file = foreign / "readme"
+    r = runner.invoke(app, ["ls", "--data", str(a_file)])
+    assert r.exit_code == 2 and "is a file, not a folder" in r.stderr
+    r = runner.invoke(app, ["put", "f", str(FRANKENSTEIN), "--data", str(missing)])
+    assert r.exit_code == 0
+    assert runner.invoke(app, ["get", "f", "1", "--data", str(missing)]).exit_code == 0
+
+
+def test_get_messages_number_lines_as_the_user_does(tmp_path: Path) -> None:
+    d = str(tmp_path / "d")
+    f = tmp_path / "four.txt"
+    f.write_bytes(b"a\r\nb\r\nc\r\nd\r\n")
+    assert runner.invoke(app, ["put", "four", str(f), "--data", d]).exit_code == 0
+    r = runner.invoke(app, ["get", "four", "5", "--data", d])
+    assert r.exit_code == 5 and "line 5 is beyond the end of four (4 lines)" in r.stderr
+    r = runner.invoke(app, ["get", "four", "4", "--index-base", "0", "--data", d])
+    assert r.exit_code == 5 and "line 4 is beyond" in r.stderr
+    r = runner.invoke(app, ["get", "four", "-1", "--data", d])  # a number, not an option
+    assert r.exit_code == 2 and "positive integer, got '-1'" in r.stderr
+
+
+
+def test_serve_on_a_busy_port_fails_before_adding_anything(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = runner.invoke(app, ["serve", str(FRANKENSTEIN), "--port", str(port),
+                                "--data", str(tmp_path / "d")])
+    assert r.exit_code == 6 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
+    assert "serving" not in r.stdout and "new version" not in r.stdout
+    assert not (tmp_path / "d").exists()
+
+
+def test_output_errors_of_a_real_process(tmp_path: Path) -> None:
+    d = str(tmp_path / "d")
+    f = tmp_path / "many.txt"
+    f.write_bytes(b"".join(b"%d\n" % i for i in range(200_000)))
+    assert runner.invoke(app, ["put", "many", str(f), "--data", d]).exit_code == 0
+    # A reader that goes away early: quiet, with the code of a process SIGPIPE stopped.
+    p = subprocess.Popen(quarry_cmd("get", "many", "1", "--count", "200000", "--data", d),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.read(10)
+    p.stdout.close()
+    assert p.wait(30) == 141
+    assert p.stderr is not None
+    with p.stderr:
+        assert p.stderr.read() == b""
+    if Path("/dev/full").exists():  # a full disk is exit 7, as docs/cli.md says
+        with open("/dev/full", "wb") as full:
+            r = subprocess.run(quarry_cmd("get", "many", "1", "--count", "200000", "--data", d),
+                               stdout=full, stderr=subprocess.PIPE, text=True)
+        assert r.returncode == 7 and "no space left on device" in r.stderr
 
 
 def test_errors_are_one_unwrapped_line_with_brackets_kept(tmp_path: Path) -> None:

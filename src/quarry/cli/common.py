@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +24,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from quarry.errors import BadRequest, QuarryError
+from quarry.errors import BadRequest, InsufficientStorage, QuarryError
+from quarry.store import Store
 
 out = Console()
 err = Console(stderr=True)
@@ -31,6 +37,11 @@ DataOpt = Annotated[Path, typer.Option("--data", envvar="QUARRY_HOME",
                                        help="Data folder (default ./quarry-data).")]
 IndexOpt = Annotated[str, typer.Option("--index", help="Line index: auto, dense or sparse.")]
 BaseOpt = Annotated[int, typer.Option("--index-base", help="Number lines from 0 or 1.")]
+
+
+def read_store(data: Path) -> Store:
+    """The store at ``data`` for a command that only reads: a missing folder is an error."""
+    return Store(data, create=False)
 
 
 def fail(e: QuarryError) -> None:
@@ -47,10 +58,22 @@ def errors() -> Iterator[None]:
         yield
     except QuarryError as e:
         fail(e)
+    except BrokenPipeError:
+        # The reader went away (`quarry get ... | head`): end quietly, as a process that
+        # SIGPIPE stopped would, and keep Python from complaining again at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(128 + signal.SIGPIPE) from None
     except OSError as e:
-        what = f"{e.strerror or e}: {e.filename or ''}"
+        if e.errno == errno.ENOSPC:
+            fail(InsufficientStorage(f"no space left on device{_named(e)}"))
+        what = f"{e.strerror or e}{_named(e)}"
         err.print(f"[red]error:[/red] {escape(what)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _named(e: OSError) -> str:
+    return f": {e.filename}" if e.filename else ""
 
 
 @contextmanager

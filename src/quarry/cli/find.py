@@ -8,7 +8,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, errors
+from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, read_store
 from quarry.cli.shards import (
     RayAddressOpt,
     RayOpt,
@@ -32,7 +32,6 @@ from quarry.query.model import (
     ip_list,
     window,
 )
-from quarry.store import Store
 
 find_app = typer.Typer(no_args_is_help=True,
                        help="Query records datasets by IP and time window.")
@@ -69,7 +68,7 @@ def register(app: typer.Typer) -> None:
                 remote: RemoteOpt = None) -> None:
         """Records of the IPs within the window, sorted by time, one JSON object a line."""
         with errors():
-            engine = Engine(Store(data))
+            engine = Engine(read_store(data))
             view = engine.records(name, version)
             q = FindQuery(ip_list(_split(ip)), window(start, end))
             left = limit
@@ -96,7 +95,7 @@ def register(app: typer.Typer) -> None:
         """For each IP, whether it visited within the window (JSON object)."""
         with errors():
             raw = _split(ip)
-            engine = Engine(Store(data))
+            engine = Engine(read_store(data))
             view = engine.records(name, version)
             ips = ip_list(raw)
             with dispatcher(engine, shards=shards, workers=workers, ray=ray,
@@ -118,7 +117,7 @@ def register(app: typer.Typer) -> None:
                 remote: RemoteOpt = None) -> None:
         """All visit times of one IP (reverse lookup), with counts."""
         with errors():
-            engine = Engine(Store(data))
+            engine = Engine(read_store(data))
             view = engine.records(name, version)
             with dispatcher(engine, shards=shards, workers=workers, ray=ray,
                             ray_address=ray_address, remote=remote) as d:
@@ -142,7 +141,7 @@ def register(app: typer.Typer) -> None:
         with errors():
             if order not in ("count", "ip"):
                 raise BadRequest("--order must be count or ip")
-            engine = Engine(Store(data))
+            engine = Engine(read_store(data))
             view = engine.records(name, version)
             with dispatcher(engine, shards=shards, workers=workers, ray=ray,
                             ray_address=ray_address, remote=remote) as disp:

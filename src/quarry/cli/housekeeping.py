@@ -7,8 +7,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out
-from quarry.store import Store
+from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out, read_store
 from quarry.store.fsck import check
 from quarry.store.gc import collect
 
@@ -36,7 +35,7 @@ def register(app: typer.Typer) -> None:
         """Remove versions beyond the last KEEP of each dataset (aliased ones stay) and the
         blobs nothing kept references. A dry run unless --apply."""
         with errors():
-            report = collect(Store(data), keep=keep, apply=apply, grace=grace)
+            report = collect(read_store(data), keep=keep, apply=apply, grace=grace)
             if as_json:
                 out.print_json(orjson.dumps(report.to_json()).decode())
                 return
@@ -58,7 +57,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-verify every checksum, manifest and ref; exit 8 if anything is damaged."""
         with errors():
-            report = check(Store(data), verify_blobs=not quick)
+            report = check(read_store(data), verify_blobs=not quick)
             if as_json:
                 out.print_json(orjson.dumps(report.to_json()).decode())
             else:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out
+from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out, read_store
 from quarry.cli.ingest import ingest_app
 from quarry.datasets.records_ingest import DEFAULT_CHUNK_ROWS
 from quarry.datasets.table_ingest import ingest_table
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         with errors():
             body: dict[str, Any] = {"where": _where(where, w), "limit": limit,
                                     "fields": fields, "version": version, "cursor": cursor}
-            page = service.query(Engine(Store(data)), name, body)
+            page = service.query(Engine(read_store(data)), name, body)
             for r in to_records(page.table):
                 _emit(r)
             sys.stdout.flush()
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
                 data: DataOpt = DEFAULT_DATA) -> None:
         """How a filter runs: the key chosen and its score, chunks pruned, rows examined."""
         with errors():
-            _emit(service.explain(Engine(Store(data)), name,
+            _emit(service.explain(Engine(read_store(data)), name,
                                   {"where": _where(where, w), "version": version}))
 
     @app.command("keys")
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Keys of NAME: declared and accepted (a server also shows built and suggested)."""
         with errors():
-            engine = Engine(Store(data))
+            engine = Engine(read_store(data))
             builder = KeyBuilder(engine)
             if accept:
                 builder.accept(name, KeySpec.parse(accept))
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
         """Look up every probe row in NAME by the join fields; one JSON object a line."""
         with errors():
             table = tabular.read_file(probes)
-            _, res, _ = service.join(Engine(Store(data)), name, table,
+            _, res, _ = service.join(Engine(read_store(data)), name, table,
                                      {"on": on, "how": how, "where": _where(where, None),
                                       "fields": fields, "version": version})
             for r in to_records(res):

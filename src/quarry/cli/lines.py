@@ -21,6 +21,7 @@ from quarry.cli.common import (
     errors,
     out,
     progress_bar,
+    read_store,
 )
 from quarry.cli.shards import (
     BudgetOpt,
@@ -97,7 +98,9 @@ def register(app: typer.Typer) -> None:
             _report(_put_file(store, name, file, link, index, message))
 
 
-    @app.command()
+    # ignore_unknown_options: "quarry get NAME -1" reaches the line-number check (and its
+    # message) instead of click's "No such option: -1".
+    @app.command(context_settings={"ignore_unknown_options": True})
     def get(
         name: str,
         n: Annotated[str, typer.Argument(help="Line number.")],
@@ -108,9 +111,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print line N of dataset NAME (or COUNT lines from N)."""
         with errors():
-            view = Engine(Store(data)).lines(name, version)
+            view = Engine(read_store(data)).lines(name, version)
             i = parse_line_number(n, check_base(index_base))
-            first = view.line(i)
+            first = view.line(i, index_base)
             if count == 1:
                 sys.stdout.buffer.write(first + b"\n")
             else:
@@ -126,7 +129,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List datasets with their kind, size and version."""
         with errors():
-            rows = Engine(Store(data)).datasets()
+            rows = Engine(read_store(data)).datasets()
             if as_json:
                 out.print_json(orjson.dumps(rows).decode())
                 return
@@ -142,7 +145,7 @@ def register(app: typer.Typer) -> None:
     def info(name: str, data: DataOpt = DEFAULT_DATA) -> None:
         """Show a dataset's metadata as JSON."""
         with errors():
-            out.print_json(orjson.dumps(Engine(Store(data)).describe(name)).decode())
+            out.print_json(orjson.dumps(Engine(read_store(data)).describe(name)).decode())
 
 
 
@@ -179,11 +182,12 @@ def register(app: typer.Typer) -> None:
         memory_budget: BudgetOpt = None,
     ) -> None:
         """Serve FILE and every dataset in the data folder over HTTP."""
-        from quarry.server.runner import run
+        from quarry.server.runner import check_listen, run
         from quarry.server.settings import ServeSettings
 
         with errors():
             check_base(index_base)
+            check_listen(host, port)
             store = Store(data)
             if demo and file is None:
                 file = _demo_file()

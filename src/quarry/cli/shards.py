@@ -11,13 +11,12 @@ import httpx
 import orjson
 import typer
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out
+from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out, read_store
 from quarry.cluster.backends import BackendSpec, make_backend
 from quarry.cluster.dispatcher import DEFAULT_SHARDS, Dispatcher, Policy
 from quarry.cluster.shards import layout
 from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError, ShardUnavailable
-from quarry.store import Store
 
 shards_app = typer.Typer(no_args_is_help=True,
                          help="Shards: layout of a dataset, state of a server's shards.")
@@ -118,7 +117,7 @@ def register(app: typer.Typer) -> None:
                    data: DataOpt = DEFAULT_DATA) -> None:
         """How a version of a records dataset is split into shards (chunks, rows, times)."""
         with errors():
-            view = Engine(Store(data)).records(name, version)
+            view = Engine(read_store(data)).records(name, version)
             _emit([{"id": s.id, "chunks": list(s.chunks), "rows": s.rows,
                     "time_range": [s.ts_range[0] / 1e6, s.ts_range[1] / 1e6],
                     "awake_bytes": s.index_bytes} for s in layout(view, shards)])

@@ -26,7 +26,7 @@ from quarry.cli.api import (
     fetch_progress,
     summary,
 )
-from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out
+from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out, read_store
 from quarry.errors import BadRequest
 from quarry.stats.request import Aggregate, Filter, StatsRequest
 
@@ -105,11 +105,10 @@ def register(app: typer.Typer) -> None:
         """Statistics over records dataset NAME (also: quarry stats NAME)."""
         from quarry.engine import Engine
         from quarry.stats.dataset import dataset_stats
-        from quarry.store import Store
 
         with errors():
             req = build_request(agg, where)
-            _print(dataset_stats(Engine(Store(data)), name, req, version, threads=threads))
+            _print(dataset_stats(Engine(read_store(data)), name, req, version, threads=threads))
 
     @stats.command("api")
     def stats_api_cmd(

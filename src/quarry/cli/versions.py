@@ -11,7 +11,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out
+from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out, read_store
 from quarry.datasets.kinds import WriteOptions, kind_for_put
 from quarry.engine import Engine
 from quarry.errors import BadRequest, NotFound, PreconditionFailed
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print the whole data of dataset NAME at a version."""
         with errors():
-            _, _, d = Engine(Store(data)).data(name, version)
+            _, _, d = Engine(read_store(data)).data(name, version)
             for block in d.iter_bytes():
                 sys.stdout.buffer.write(block)
             sys.stdout.flush()
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show the history of dataset NAME, newest first."""
         with errors():
-            store = Store(data)
+            store = read_store(data)
             store.require_head(name)
             aliases = store.refs.aliases(name)
             by_version: dict[str, list[str]] = {}
@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Point ALIAS of dataset NAME at a version (moves atomically), or delete it."""
         with errors():
-            store = Store(data)
+            store = read_store(data)
             if delete:
                 store.require_head(name)
                 prev = store.delete_alias(name, alias)

@@ -76,8 +76,19 @@ class Store:
     """
 
     def __init__(self, root: Path | str | None = None, *, min_free_bytes: int | None = None,
-                 durable: bool | None = None):
+                 durable: bool | None = None, create: bool = True):
         self.root = Path(root) if root is not None else default_home()
+        if self.root.exists() and not self.root.is_dir():
+            raise BadRequest(f"data folder {self.root} is a file, not a folder")
+        if not create and not (self.root / "manifests").is_dir():
+            # A reader with a mistyped --data must hear so, not get an empty store made there
+            # (an empty folder is an empty store).
+            if not self.root.exists():
+                raise NotFound(f"data folder {self.root} does not exist (a put or serve "
+                               "creates one)")
+            if any(self.root.iterdir()):
+                raise NotFound(f"{self.root} is not a Quarry data folder (it has no "
+                               "manifests/); check --data or QUARRY_HOME")
         self.root.mkdir(parents=True, exist_ok=True)
         if durable is None:
             durable = os.environ.get("QUARRY_FSYNC", "1").lower() not in ("0", "false", "no")
