@@ -207,6 +207,9 @@ class Engine:
             "aliases": self.store.refs.aliases(dataset), "message": snap.message,
             "linked": snap.link is not None,
         }
+        if snap.link is not None:
+            # Metadata stays readable when a linked file changed (its reads answer 503).
+            d["linked_file"] = snap.link.state()
         d.update({k: v for k, v in snap.meta.items() if k not in _HIDDEN_META})
         if "line_index" in snap.meta:
             d["line_index"] = snap.meta["line_index"]

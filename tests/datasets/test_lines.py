@@ -70,9 +70,11 @@ def test_relinking_a_touched_file_serves_it_again(store: Store, tmp_path: Path) 
     engine = Engine(store)
     with pytest.raises(Unavailable):
         engine.lines("t").line(0)
+    assert engine.describe("t")["linked_file"] == "changed"
     again = put_lines(store, "t", f, link=True)
     assert again.created and again.version != first.version
     assert engine.lines("t").line(1) == b"b"
+    assert engine.describe("t")["linked_file"] == "same"
     assert not put_lines(store, "t", f, link=True).created  # nothing moved this time
     copied = put_lines(store, "t", f)  # a copy in place of the link is a new version too
     assert copied.created and copied.snapshot.link is None

@@ -61,7 +61,7 @@ def _put_file(store: Store, name: str, file: Path, link: bool, index: str,
 def _report(res: CommitResult) -> None:
     lines = res.snapshot.meta.get("lines")
     what = "new version" if res.created else "unchanged, no new version"
-    count = f", {lines} lines" if lines is not None else ""
+    count = f", {lines:,} line{'' if lines == 1 else 's'}" if lines is not None else ""
     out.print(f"{res.snapshot.dataset}: {what} {res.version[:12]} "
               f"({res.snapshot.size} bytes{count})", highlight=False)
 
@@ -132,6 +132,10 @@ def register(app: typer.Typer) -> None:
             rows = Engine(read_store(data)).datasets()
             if as_json:
                 out.print_json(orjson.dumps(rows).decode())
+                return
+            if not rows:
+                out.print(f"no datasets in {data} (add one with `quarry put NAME FILE`)",
+                          highlight=False)
                 return
             table = Table("name", "kind", "version", "size", "lines / rows", "versions")
             for r in rows:

@@ -29,6 +29,8 @@ Progress = Callable[[int], None]
 
 def parse_line_number(raw: str, base: int = 1) -> int:
     """User line number (``base``-numbered, decimal) to a 0-based index; BadRequest if malformed."""
+    if raw.isascii() and raw.isdigit() and len(raw) > 20:
+        raise BadRequest(f"line number {raw[:40]} is beyond 2^63-1")
     if not raw or len(raw) > 20 or not raw.isdigit() or not raw.isascii():
         raise BadRequest(f"line number must be a {'positive' if base else 'non-negative'} "
                          f"integer, got {raw[:40]!r}")
@@ -179,12 +181,11 @@ class LinesView:
         link = self.link
         if link is None:
             return
-        try:
-            st = os.stat(link.path)
-        except OSError:
+        state = link.state()
+        if state == "gone":
             raise Unavailable(f"the linked file of {self.dataset} is gone; re-add it with "
-                              "`quarry put --link`") from None
-        if st.st_size != link.size or st.st_mtime_ns != link.mtime_ns:
+                              "`quarry put --link`")
+        if state == "changed":
             raise Unavailable(f"the linked file of {self.dataset} changed since it was indexed "
                               f"(size or mtime differ); re-add it with `quarry put --link`")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,14 @@ class LinkedFile:
     size: int
     mtime_ns: int
     sha256: str
+
+    def state(self) -> str:
+        """"same", "changed" (size or mtime differ from when it was indexed) or "gone"."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return "gone"
+        return "same" if (st.st_size, st.st_mtime_ns) == (self.size, self.mtime_ns) else "changed"
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns,
