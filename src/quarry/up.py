@@ -26,7 +26,7 @@ from quarry.events.compat import CompatEndpoint
 from quarry.events.pipelines import Outcome, Pipelines, check_stage_kinds
 from quarry.server.app import create_app
 from quarry.server.metrics import Metrics
-from quarry.server.runner import PROTOCOL, serve, shared_metrics
+from quarry.server.runner import PROTOCOL, check_listen, serve, shared_metrics
 from quarry.server.settings import ServeSettings
 from quarry.store import Store
 
@@ -82,6 +82,7 @@ def run_up(config: Config, *, announce: Callable[[str], None] | None = None) -> 
     # Pipeline runs and failures are logged with the dataset and version they concern.
     logs.configure("text", "info" if config.log_level in ("debug", "info", "warning") else
                    config.log_level)
+    check_listen(config.host, config.port)  # before anything starts or is announced
     store = Store(config.data)
     store.clean_tmp()
     if config.workers > 1:

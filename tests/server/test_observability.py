@@ -74,6 +74,9 @@ def test_json_logs_carry_request_id(engine: Engine) -> None:
 
 def test_access_policy() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
+    # An empty host listens on every address, so it is public, not loopback.
+    assert not is_loopback("")
+    assert AccessPolicy(None, "").check("PUT", "/datasets/a", {}) is not None
     local = AccessPolicy(None, "127.0.0.1")
     assert local.check("PUT", "/datasets/a", {}) is None
     public = AccessPolicy(None, "0.0.0.0")
@@ -124,6 +127,16 @@ def test_a_closed_default_dataset_is_closed_under_lines_and_find(engine: Engine,
         assert r.status_code == 401 and r.json()["error"] == "unauthorized", url
     assert c.get("/lines/2", headers=auth).status_code == 200
     assert c.head("/lines/2").status_code == 401
+    # Listings leave a closed dataset out without the token; its shards too.
+    put_lines(store, "secret/sub", FRANKENSTEIN)
+    assert [d["name"] for d in c.get("/datasets").json()] == []
+    assert {d["name"] for d in c.get("/datasets", headers=auth).json()} == {"secret",
+                                                                           "secret/sub"}
+    assert c.get("/shards", params={"dataset": "secret"}).status_code == 401
+    # A name under a closed one is closed on the hot path as in the app.
+    hot = c.app.hot_routes  # type: ignore[attr-defined]
+    assert hot.respond(b"GET", b"/datasets/secret/sub/lines/1") is None
+    assert c.get("/datasets/secret/sub/lines/1").status_code == 401
     # An open default dataset stays open.
     put_lines(store, "open", FRANKENSTEIN)
     c = make_client(engine, token="t0k", closed=("secret",), default_dataset="open")

@@ -142,6 +142,8 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
                     settings.closed, hot_records=isinstance(dispatcher.backend, InProcessBackend),
                     policy=policy)
     api.state.metrics = metrics
+    api.state.compat = hot.compat  # /find/...'s dataset, for the records routes
+    api.state.policy = policy  # for routes that list datasets (closed ones hidden)
     api.state.dispatcher = dispatcher
 
     @api.exception_handler(QuarryError)

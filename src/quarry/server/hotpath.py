@@ -23,6 +23,7 @@ from quarry.errors import NotFound, QuarryError
 from quarry.logs import LOGGER, fields
 from quarry.server.hot_records import CompatDataset, HotRecords
 from quarry.server.metrics import Metrics
+from quarry.server.middleware import under_closed
 from quarry.server.puts import MAX_MESSAGE, commits_inline, put_small
 from quarry.server.responses import JSON, TEXT, error_body, raw_response
 from quarry.store import CommitResult
@@ -61,6 +62,9 @@ class HotRoutes:
         self.tally = metrics.hot if metrics is not None else None
         # Closed datasets need a token check, which the ASGI route does.
         self.closed = frozenset(closed)
+        # Closed as the access policy sees it, for the default dataset (fixed for a server).
+        self.default_closed = (default_dataset is not None
+                               and under_closed(default_dataset, self.closed))
         self.compat = CompatDataset(engine, default_dataset)
         # Records are answered here only when shards run in this process (the hot path calls
         # the executors directly); other backends go through the dispatcher in the ASGI app.
@@ -75,7 +79,7 @@ class HotRoutes:
             raw = url[7:]
             # An empty number or one with more segments (/lines/1/x) is no route at all:
             # the ASGI app answers it (404, or its trailing-slash redirect), not a 400 here.
-            if b"?" in raw or b"/" in raw or not raw or self.default_dataset in self.closed:
+            if b"?" in raw or b"/" in raw or not raw or self.default_closed:
                 return None
             start = time.perf_counter()
             resp = self._answer(self.default_dataset, raw)
@@ -111,7 +115,7 @@ class HotRoutes:
         if b"/" in raw or not raw:
             return None  # /datasets/<name>/lines/ or .../lines/1/: no route, as above
         name = rest[:cut].decode("ascii", "replace")
-        if name in self.closed:
+        if self.closed and under_closed(name, self.closed):
             return None
         resp = self._answer(name, raw)
         if resp is not None and self.tally is not None:
@@ -216,7 +220,7 @@ class HotRoutes:
                 return None
             version = value.decode("ascii", "replace") or None
         name = path[len(_DATASETS) : -len(_DATA)].decode("ascii", "replace")
-        if name in self.closed:
+        if self.closed and under_closed(name, self.closed):
             return None  # the ASGI route checks closed datasets' tokens
         try:
             vid = self.engine.resolve(name, version)

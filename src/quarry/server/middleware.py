@@ -27,9 +27,15 @@ def bearer_matches(header: str, token: str | None) -> bool:
             and hmac.compare_digest(header[7:].strip(), token))
 
 
+def under_closed(name: str, closed: frozenset[str]) -> bool:
+    """Whether dataset ``name`` is closed: named, or under a closed name (a path
+    /datasets/a/b/... cannot tell dataset "a/b" from "a" and a sub-route, so "a" closes both)."""
+    return name in closed or any(name.startswith(c + "/") for c in closed)
+
+
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
+    if host == "localhost":
+        return True  # (an empty host listens on every address: not loopback)
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -62,12 +68,19 @@ class AccessPolicy:
             return None
         if not path.startswith("/datasets/"):
             name = self.implicit(path) if self.implicit is not None else None
-            return name if name in self.closed else None
+            return name if name is not None and under_closed(name, self.closed) else None
         rest = path[len("/datasets/"):]
         for name in self.closed:
             if rest == name or rest.startswith(name + "/"):
                 return name
         return None
+
+    def hidden(self, authorization: str) -> frozenset[str]:
+        """Closed datasets a request with this ``Authorization`` header may not see: every
+        closed one without the token, none with it (for listings, event streams)."""
+        if not self.closed or bearer_matches(authorization, self.token):
+            return frozenset()
+        return self.closed
 
     def check(self, method: str, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
         """None when allowed, else (status, why)."""
@@ -86,6 +99,18 @@ class AccessPolicy:
             return None
         what = "writes need" if write else f"reads of {closed} need"
         return 401, f"{what} a token: send 'Authorization: Bearer <token>'"
+
+
+class HeadAnswered(BaseException):
+    """Raised into a route once a HEAD's headers are sent. A BaseException, so no error
+    handler or 500 page in between takes it for a failure of the route."""
+
+
+def _only_head_answered(e: BaseException) -> bool:
+    # Streamed routes run in a task group, which wraps what a task raised in a group.
+    if isinstance(e, BaseExceptionGroup):
+        return all(_only_head_answered(x) for x in e.exceptions)
+    return isinstance(e, HeadAnswered)
 
 
 class ObservedApp:
@@ -120,11 +145,15 @@ class ObservedApp:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()),
                                       (b"x-request-id", rid.encode("latin-1"))]
-            elif head and message["type"] == "http.response.body":
-                if message.get("more_body", False):
-                    return  # a streamed body runs to its end, but none of it is sent
-                message = {"type": "http.response.body", "body": b""}
-            await send(message)
+                await send(message)
+                if head:
+                    # A HEAD is answered once its headers are out: the route is stopped
+                    # before it makes a body (a whole file's read, an endless event stream).
+                    await send({"type": "http.response.body", "body": b""})
+                    raise HeadAnswered
+                return
+            if not head:
+                await send(message)
 
         try:
             denied = self.policy.check(method, scope["path"], headers)
@@ -137,6 +166,9 @@ class ObservedApp:
                 await send_wrapped({"type": "http.response.body", "body": body})
                 return
             await self.app(scope, receive, send_wrapped)
+        except BaseException as e:
+            if not _only_head_answered(e):
+                raise
         finally:
             seconds = time.perf_counter() - start
             route = scope.get("route")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -20,19 +21,27 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when wor
 
 def check_listen(host: str, port: int) -> None:
     """Refuse early, with a clear error, when the server could not listen on host:port: before
-    ``serve`` adds its file or says it is serving (uvicorn would only log and exit 3)."""
+    ``serve`` adds its file or ``up`` starts anything (uvicorn would only log and exit 3)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise BadRequest(f"--host {host!r} is not an address this machine has: {e}") from None
-    family, kind, proto, _, addr = infos[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            sock.bind(addr)
-        except OSError as e:
-            raise Unavailable(f"cannot listen on {host}:{port}: {e.strerror or e}; is another "
-                              "server running there? choose another --port") from None
+    # Every address the name gives: a single-process server listens on all of them.
+    for family, kind, proto, _, addr in dict.fromkeys(
+            (i[0], i[1], i[2], "", i[4]) for i in infos):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(addr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise Unavailable(f"cannot listen on {host}:{port}: the port is in use; is "
+                                      "another server running there? choose another --port"
+                                      ) from None
+                raise Unavailable(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def run(settings: ServeSettings) -> None:

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from quarry.engine import Engine
 from quarry.errors import NotFound
+from quarry.server.middleware import AccessPolicy, under_closed
 from quarry.server.settings import ServeSettings
 from quarry.store.refs import RESERVED_SEGMENTS
 
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     @api.get("/datasets", tags=["datasets"])
-    def list_datasets() -> list[dict[str, Any]]:
-        return engine.datasets()
+    def list_datasets(request: Request) -> list[dict[str, Any]]:
+        """Every dataset; closed ones only with the token."""
+        policy: AccessPolicy = api.state.policy
+        hidden = policy.hidden(request.headers.get("authorization", ""))
+        return [d for d in engine.datasets() if not under_closed(d["name"], hidden)]
 
     @api.get("/datasets/{name:path}", tags=["datasets"])
     def describe_dataset(name: str) -> dict[str, Any]:

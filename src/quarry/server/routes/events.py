@@ -18,7 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from quarry.engine import Engine
 from quarry.errors import BadRequest
-from quarry.server.middleware import bearer_matches
+from quarry.server.middleware import AccessPolicy, under_closed
 from quarry.server.settings import ServeSettings
 from quarry.store.journal import Event
 
@@ -65,11 +65,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     def hidden(request: Request) -> frozenset[str]:
         """Closed datasets whose events this client may not see (no valid token)."""
-        if not settings.closed:
-            return frozenset()
-        if bearer_matches(request.headers.get("authorization", ""), settings.token):
-            return frozenset()
-        return frozenset(settings.closed)
+        policy: AccessPolicy = api.state.policy
+        return policy.hidden(request.headers.get("authorization", ""))
 
     async def stream(request: Request, start: int, dataset: str | None, kind: str | None,
                      limit: int | None) -> AsyncIterator[bytes]:
@@ -84,7 +81,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                 waker[1].clear()
                 batch, offset = journal.read(offset)
                 for pos, event in batch:
-                    if matches(event, dataset, kind) and event.dataset not in closed:
+                    if matches(event, dataset, kind) and not under_closed(event.dataset, closed):
                         yield sse(pos, event)
                         sent += 1
                         last_write = time.monotonic()

@@ -140,7 +140,9 @@ def _ndjson(batches: Iterator[iplog.Hits], limit: int | None) -> Iterator[bytes]
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     metrics = api.state.metrics
     dispatcher: Dispatcher = api.state.dispatcher
-    compat_dataset = CompatDataset(engine, settings.default_dataset)
+    # The hot path's: the access check of /find/... asks it which dataset that is, so
+    # the route must get the same answer.
+    compat_dataset: CompatDataset = api.state.compat
 
     def membership(view: RecordsView, q: MembershipQuery) -> np.ndarray:
         answer = dispatcher.run(view, q)

@@ -16,8 +16,8 @@ from quarry.cluster.backends import BackendSpec, make_backend
 from quarry.cluster.dispatcher import Dispatcher, Policy
 from quarry.cluster.ops import Task
 from quarry.engine import Engine
-from quarry.errors import BadRequest, PayloadTooLarge
-from quarry.server.middleware import bearer_matches
+from quarry.errors import BadRequest, PayloadTooLarge, Unauthorized
+from quarry.server.middleware import AccessPolicy, bearer_matches, under_closed
 from quarry.server.settings import ServeSettings
 
 MAX_TASK = 8 << 20
@@ -43,13 +43,22 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     @api.get("/shards", tags=["shards"],
              summary="Shards laid out so far: state (awake/asleep), memory and load")
-    async def shards(dataset: str | None = None, version: str | None = None) -> Response:
+    async def shards(request: Request, dataset: str | None = None,
+                     version: str | None = None) -> Response:
+        policy: AccessPolicy = api.state.policy
+        hidden = policy.hidden(request.headers.get("authorization", ""))
+        if dataset is not None and under_closed(dataset, hidden):
+            raise Unauthorized(f"reads of {dataset} need a token: send 'Authorization: "
+                               "Bearer <token>'")
         if dataset is not None:
             # Lay the dataset out now, so its shards are listed before any query.
             await run_in_threadpool(dispatcher.layout_of, dataset, version)
         status = dispatcher.status()
         if dataset is not None:
             status["shards"] = [s for s in status["shards"] if s["dataset"] == dataset]
+        elif hidden:
+            status["shards"] = [s for s in status["shards"]
+                                if not under_closed(s["dataset"], hidden)]
         return _json(status)
 
     @api.post("/shards/map", tags=["shards"],
