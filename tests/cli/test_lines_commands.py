@@ -116,7 +116,7 @@ def test_get_messages_number_lines_as_the_user_does(tmp_path: Path) -> None:
     assert r.exit_code == 5 and "line 5 is beyond the end of four (4 lines)" in r.stderr
     r = runner.invoke(app, ["get", "four", "4", "--index-base", "0", "--data", d])
     assert r.exit_code == 5 and "line 4 is beyond" in r.stderr
-    r = runner.invoke(app, ["get", "four", "-1", "--data", d])  # a number, not an option
+    r = runner.invoke(app, ["get", "four", "--data", d, "--", "-1"])
     assert r.exit_code == 2 and "positive integer, got '-1'" in r.stderr
 
 

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import re
+import select
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -58,7 +59,9 @@ def errors() -> Iterator[None]:
         yield
     except QuarryError as e:
         fail(e)
-    except BrokenPipeError:
+    except BrokenPipeError as e:
+        if not _stdout_gone():
+            fail(QuarryError(f"broken pipe: {e}"))  # another pipe (a worker's), a real error
         # The reader went away (`quarry get ... | head`): end quietly, as a process that
         # SIGPIPE stopped would, and keep Python from complaining again at exit.
         with contextlib.suppress(OSError):
@@ -70,6 +73,16 @@ def errors() -> Iterator[None]:
         what = f"{e.strerror or e}{_named(e)}"
         err.print(f"[red]error:[/red] {escape(what)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe nobody reads any more (poll reports an error)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _named(e: OSError) -> str:

@@ -98,9 +98,7 @@ def register(app: typer.Typer) -> None:
             _report(_put_file(store, name, file, link, index, message))
 
 
-    # ignore_unknown_options: "quarry get NAME -1" reaches the line-number check (and its
-    # message) instead of click's "No such option: -1".
-    @app.command(context_settings={"ignore_unknown_options": True})
+    @app.command()
     def get(
         name: str,
         n: Annotated[str, typer.Argument(help="Line number.")],
