@@ -59,6 +59,36 @@ def test_link_refuses_changed_file(store: Store, tmp_path: Path) -> None:
 
 
 
+
+def test_link_refuses_a_file_renamed_over_it(store: Store, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads fstat the mapped file; a new file renamed over the path is seen at once when
+    that unlinks the mapped one, and by the path check when another link keeps it alive."""
+    import quarry.datasets.lines as lines_mod
+
+    f = tmp_path / "r.txt"
+    f.write_bytes(b"a\nb\n")
+    put_lines(store, "r", f, link=True)
+    engine = Engine(store)
+    assert engine.lines("r").line(1) == b"b"
+    new = tmp_path / "new.txt"
+    new.write_bytes(b"x\ny\n")
+    os.replace(new, f)  # the mapped file has no name left
+    with pytest.raises(Unavailable):
+        engine.lines("r").line(1)
+    # Another name keeps the mapped file alive: only the path shows the change.
+    g = tmp_path / "g.txt"
+    g.write_bytes(b"a\nb\n")
+    put_lines(store, "g", g, link=True)
+    view = Engine(store).lines("g")
+    os.link(g, tmp_path / "keep.txt")
+    new.write_bytes(b"x\ny\n")
+    os.replace(new, g)
+    monkeypatch.setattr(lines_mod, "PATH_RECHECK", 0.0)
+    with pytest.raises(Unavailable):
+        view.line(1)
+
+
 def test_relinking_a_touched_file_serves_it_again(store: Store, tmp_path: Path) -> None:
     """The 503's advice ("re-add it with quarry put --link") must work when only the mtime
     moved: same bytes, but the link's pinned mtime is new, so it is a new version."""

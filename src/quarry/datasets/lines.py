@@ -7,9 +7,10 @@ import hashlib
 import mmap
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from quarry.errors import BadRequest, NotFound, OutOfRange, Unavailable
 from quarry.index.line_index import (
@@ -171,23 +172,46 @@ class LinesView:
         self.link = snap.link
         data_path = Path(snap.link.path) if snap.link else store.blobs.path(snap.part("data").blob)
         self._data_path = data_path
+        self._linked: int | None = None
+        self._path_checked = -PATH_RECHECK
+        if snap.link is not None:
+            try:
+                # Kept open while the view lives: each read checks (fstat) the very file
+                # that is mapped.
+                self._linked = os.open(data_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                self._unavailable("gone")
+            weakref.finalize(self, os.close, self._linked)
         self.check()
-        self._data: mmap.mmap | bytes = _map(data_path)
+        self._data: mmap.mmap | bytes = _map(data_path, self._linked)
         self._offsets = _map(store.blobs.path(snap.part("line-index").blob))
         self.index = LineIndex(self.info, memoryview(self._offsets), self._data)
 
     def check(self) -> None:
         """For linked files: refuse to serve once the file no longer is what was indexed."""
         link = self.link
-        if link is None:
+        if link is None or self._linked is None:
             return
-        state = link.state()
+        # The mapped file itself, on every read: a change in place (a truncation would crash
+        # a read of the mapping) or a delete shows at once, for half the cost of a stat().
+        st = os.fstat(self._linked)
+        if st.st_nlink == 0 or st.st_size != link.size or st.st_mtime_ns != link.mtime_ns:
+            self._unavailable("changed" if st.st_nlink else link.state())
+        # A file renamed over the path leaves the mapped one intact; that is seen within
+        # PATH_RECHECK seconds.
+        now = time.monotonic()
+        if now - self._path_checked >= PATH_RECHECK:
+            state = link.state()
+            if state != "same":
+                self._unavailable(state)
+            self._path_checked = now
+
+    def _unavailable(self, state: str) -> NoReturn:
         if state == "gone":
             raise Unavailable(f"the linked file of {self.dataset} is gone; re-add it with "
                               "`quarry put --link`")
-        if state == "changed":
-            raise Unavailable(f"the linked file of {self.dataset} changed since it was indexed "
-                              f"(size or mtime differ); re-add it with `quarry put --link`")
+        raise Unavailable(f"the linked file of {self.dataset} changed since it was indexed "
+                          f"(size or mtime differ); re-add it with `quarry put --link`")
 
     def line(self, i: int, base: int = 0) -> bytes:
         """0-based line ``i``; OutOfRange past the end, whose message numbers lines from
@@ -208,13 +232,17 @@ class LinesView:
 # page-table fault on the first touch of every page in every worker, even when the file is in
 # the page cache. Bigger files fault in as they are read.
 POPULATE_MAX = 8 << 30
+# How often a linked file's path is stat()ed to see whether another file took its name.
+PATH_RECHECK = 1.0
 
 
-def _map(path: Path) -> mmap.mmap | bytes:
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return b""
-        populate = getattr(mmap, "MAP_POPULATE", 0) if size <= POPULATE_MAX else 0
-        return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | populate,
-                         prot=mmap.PROT_READ)
+def _map(path: Path, fd: int | None = None) -> mmap.mmap | bytes:
+    """``path`` mapped read-only; through ``fd`` when it is already open (left open)."""
+    if fd is None:
+        with open(path, "rb") as f:
+            return _map(path, f.fileno())
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return b""
+    populate = getattr(mmap, "MAP_POPULATE", 0) if size <= POPULATE_MAX else 0
+    return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
