@@ -166,6 +166,22 @@ def test_up_refuses_a_busy_port(tmp_path: Path) -> None:
     assert r.returncode == 6 and b"cannot listen" in r.stderr
 
 
+
+def test_up_refuses_a_busy_http_port_before_starting_anything(tmp_path: Path) -> None:
+    import socket
+
+    ports = {"http": free_port(), "pub": free_port(), "rep": free_port()}
+    cfg = tmp_path / "quarry.yaml"
+    cfg.write_text(CONFIG.format(data=tmp_path / "data", workers=1, **ports))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", ports["http"]))
+        busy.listen()
+        r = subprocess.run(quarry_cmd("up", "--config", str(cfg)), capture_output=True,
+                           timeout=60)
+    assert r.returncode == 6 and b"the port is in use" in r.stderr
+    assert not (tmp_path / "data").exists()  # nothing made, nothing announced
+
+
 def test_truncated_put_commits_nothing(tmp_path: Path) -> None:
     import socket
 
