@@ -102,6 +102,10 @@ def test_reading_commands_refuse_a_missing_or_foreign_data_folder(tmp_path: Path
     a_file = foreign / "readme"
     r = runner.invoke(app, ["ls", "--data", str(a_file)])
     assert r.exit_code == 2 and "is a file, not a folder" in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder is an empty store
+    r = runner.invoke(app, ["ls", "--data", str(empty)])
+    assert r.exit_code == 0 and "no datasets in" in r.stdout
     r = runner.invoke(app, ["put", "f", str(FRANKENSTEIN), "--data", str(missing)])
     assert r.exit_code == 0
     assert runner.invoke(app, ["get", "f", "1", "--data", str(missing)]).exit_code == 0

@@ -152,3 +152,6 @@ def test_parse_line_number() -> None:
     assert parse_line_number("1", 1) == 0
     assert parse_line_number("0", 0) == 0
     assert parse_line_number("9223372036854775807", 1) == 9223372036854775806
+    for huge in ("9223372036854775808", "9" * 25):  # too big, whatever its length
+        with pytest.raises(BadRequest, match=r"beyond 2\^63-1"):
+            parse_line_number(huge, 1)
