@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import orjson
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quarry.logs import LOGGER, fields, request_id
@@ -27,10 +28,26 @@ def bearer_matches(header: str, token: str | None) -> bool:
             and hmac.compare_digest(header[7:].strip(), token))
 
 
+def closing_name(name: str, closed: frozenset[str]) -> str | None:
+    """The closed name that closes ``name`` (a dataset, or a dataset path with a route after
+    it): itself, or a name it is under (a path /datasets/a/b/... cannot tell dataset "a/b"
+    from "a" and a sub-route, so "a" closes both); None when nothing closes it."""
+    if name in closed:
+        return name
+    for c in closed:
+        if name.startswith(c + "/"):
+            return c
+    return None
+
+
 def under_closed(name: str, closed: frozenset[str]) -> bool:
-    """Whether dataset ``name`` is closed: named, or under a closed name (a path
-    /datasets/a/b/... cannot tell dataset "a/b" from "a" and a sub-route, so "a" closes both)."""
-    return name in closed or any(name.startswith(c + "/") for c in closed)
+    return closing_name(name, closed) is not None
+
+
+def hidden_datasets(request: Request) -> frozenset[str]:
+    """Closed datasets this request may not see, for routes that list datasets or events."""
+    policy: AccessPolicy = request.app.state.policy
+    return policy.hidden(request.headers.get("authorization", ""))
 
 
 def is_loopback(host: str) -> bool:
@@ -66,14 +83,10 @@ class AccessPolicy:
     def closed_dataset(self, path: str) -> str | None:
         if not self.closed:
             return None
-        if not path.startswith("/datasets/"):
-            name = self.implicit(path) if self.implicit is not None else None
-            return name if name is not None and under_closed(name, self.closed) else None
-        rest = path[len("/datasets/"):]
-        for name in self.closed:
-            if rest == name or rest.startswith(name + "/"):
-                return name
-        return None
+        if path.startswith("/datasets/"):
+            return closing_name(path[len("/datasets/"):], self.closed)
+        name = self.implicit(path) if self.implicit is not None else None
+        return None if name is None else closing_name(name, self.closed)
 
     def hidden(self, authorization: str) -> frozenset[str]:
         """Closed datasets a request with this ``Authorization`` header may not see: every

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 
 from quarry.engine import Engine
 from quarry.errors import NotFound
-from quarry.server.middleware import AccessPolicy, under_closed
+from quarry.server.middleware import hidden_datasets, under_closed
 from quarry.server.settings import ServeSettings
 from quarry.store.refs import RESERVED_SEGMENTS
 
@@ -18,8 +18,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     @api.get("/datasets", tags=["datasets"])
     def list_datasets(request: Request) -> list[dict[str, Any]]:
         """Every dataset; closed ones only with the token."""
-        policy: AccessPolicy = api.state.policy
-        hidden = policy.hidden(request.headers.get("authorization", ""))
+        hidden = hidden_datasets(request)
         return [d for d in engine.datasets() if not under_closed(d["name"], hidden)]
 
     @api.get("/datasets/{name:path}", tags=["datasets"])

@@ -18,7 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from quarry.engine import Engine
 from quarry.errors import BadRequest
-from quarry.server.middleware import AccessPolicy, under_closed
+from quarry.server.middleware import hidden_datasets, under_closed
 from quarry.server.settings import ServeSettings
 from quarry.store.journal import Event
 
@@ -63,14 +63,9 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     wakers = Wakers()
     engine.store.listeners.append(wakers)
 
-    def hidden(request: Request) -> frozenset[str]:
-        """Closed datasets whose events this client may not see (no valid token)."""
-        policy: AccessPolicy = api.state.policy
-        return policy.hidden(request.headers.get("authorization", ""))
-
     async def stream(request: Request, start: int, dataset: str | None, kind: str | None,
                      limit: int | None) -> AsyncIterator[bytes]:
-        closed = hidden(request)
+        closed = hidden_datasets(request)
         offset = start
         sent = 0
         waker = wakers.add()

@@ -17,7 +17,7 @@ from quarry.cluster.dispatcher import Dispatcher, Policy
 from quarry.cluster.ops import Task
 from quarry.engine import Engine
 from quarry.errors import BadRequest, PayloadTooLarge, Unauthorized
-from quarry.server.middleware import AccessPolicy, bearer_matches, under_closed
+from quarry.server.middleware import bearer_matches, hidden_datasets, under_closed
 from quarry.server.settings import ServeSettings
 
 MAX_TASK = 8 << 20
@@ -45,8 +45,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
              summary="Shards laid out so far: state (awake/asleep), memory and load")
     async def shards(request: Request, dataset: str | None = None,
                      version: str | None = None) -> Response:
-        policy: AccessPolicy = api.state.policy
-        hidden = policy.hidden(request.headers.get("authorization", ""))
+        hidden = hidden_datasets(request)
         if dataset is not None and under_closed(dataset, hidden):
             raise Unauthorized(f"reads of {dataset} need a token: send 'Authorization: "
                                "Bearer <token>'")
