@@ -76,13 +76,10 @@ class HotRoutes:
         if method != b"GET" or b"%" in url:
             return None
         if url.startswith(_LINES):  # the busiest route first
-            raw = url[7:]
-            # An empty number or one with more segments (/lines/1/x) is no route at all:
-            # the ASGI app answers it (404, or its trailing-slash redirect), not a 400 here.
-            if b"?" in raw or b"/" in raw or not raw or self.default_closed:
+            if b"?" in url or self.default_closed:
                 return None
             start = time.perf_counter()
-            resp = self._answer(self.default_dataset, raw)
+            resp = self._answer(self.default_dataset, url[7:])
             if resp is not None and self.tally is not None:
                 self.tally.add("/lines/{n}", int(resp[9:12]), time.perf_counter() - start)
             return resp
@@ -111,13 +108,10 @@ class HotRoutes:
         cut = rest.rfind(_LINES)
         if cut <= 0:
             return None
-        raw = rest[cut + 7 :]
-        if b"/" in raw or not raw:
-            return None  # /datasets/<name>/lines/ or .../lines/1/: no route, as above
         name = rest[:cut].decode("ascii", "replace")
         if self.closed and under_closed(name, self.closed):
             return None
-        resp = self._answer(name, raw)
+        resp = self._answer(name, rest[cut + 7 :])
         if resp is not None and self.tally is not None:
             self.tally.add("/datasets/{name:path}/lines/{n}", int(resp[9:12]),
                            time.perf_counter() - start)
@@ -191,6 +185,10 @@ class HotRoutes:
             self.metrics.ingested.labels(res.snapshot.dataset).inc(res.snapshot.size)
 
     def _answer(self, name: str | None, raw: bytes) -> bytes | None:
+        if not raw or b"/" in raw:
+            # An empty number or one with more segments (/lines/1/x) is no route at all: the
+            # ASGI app answers it (404, or its trailing-slash redirect), not a 400 here.
+            return None
         try:
             if name is None:
                 raise NotFound("no default dataset: serve a file, or name one with --default, "
