@@ -193,7 +193,7 @@ class LinesView:
         # The mapped file itself, on every read: a change in place (a truncation would crash
         # a read of the mapping) or a delete shows at once, for half the cost of a stat().
         st = os.fstat(self._linked)
-        if st.st_nlink == 0 or st.st_size != link.size or st.st_mtime_ns != link.mtime_ns:
+        if st.st_nlink == 0 or not link.matches(st):
             self._unavailable("changed" if st.st_nlink else link.state())
         # A file renamed over the path leaves the mapped one intact; that is seen within
         # PATH_RECHECK seconds.

@@ -28,8 +28,7 @@ def check_listen(host: str, port: int) -> None:
     except socket.gaierror as e:
         raise BadRequest(f"--host {host!r} is not an address this machine has: {e}") from None
     # Every address the name gives: a single-process server listens on all of them.
-    for family, kind, proto, _, addr in dict.fromkeys(
-            (i[0], i[1], i[2], "", i[4]) for i in infos):
+    for family, kind, proto, addr in dict.fromkeys((i[0], i[1], i[2], i[4]) for i in infos):
         with socket.socket(family, kind, proto) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             if family == socket.AF_INET6:

@@ -40,7 +40,11 @@ class LinkedFile:
             st = os.stat(self.path)
         except OSError:
             return "gone"
-        return "same" if (st.st_size, st.st_mtime_ns) == (self.size, self.mtime_ns) else "changed"
+        return "same" if self.matches(st) else "changed"
+
+    def matches(self, st: os.stat_result) -> bool:
+        """Whether a stat of the file shows it as it was indexed (same size and mtime)."""
+        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns,
