@@ -135,6 +135,14 @@ def test_serve_on_a_busy_port_fails_before_adding_anything(tmp_path: Path) -> No
     assert r.exit_code == 6 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
     assert "serving" not in r.stdout and "new version" not in r.stdout
     assert not (tmp_path / "d").exists()
+    # A host this machine cannot listen on is refused the same way, before anything is added.
+    r = runner.invoke(app, ["serve", str(FRANKENSTEIN), "--host", "no-such-host.invalid",
+                            "--data", str(tmp_path / "d")])
+    assert r.exit_code == 2 and "--host 'no-such-host.invalid'" in r.stderr
+    r = runner.invoke(app, ["serve", str(FRANKENSTEIN), "--host", "192.0.2.1",
+                            "--data", str(tmp_path / "d")])  # TEST-NET: not this machine's
+    assert r.exit_code == 6 and "cannot listen on 192.0.2.1" in r.stderr
+    assert not (tmp_path / "d").exists()
 
 
 def test_output_errors_of_a_real_process(tmp_path: Path) -> None:
