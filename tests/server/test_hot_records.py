@@ -4,6 +4,7 @@ import csv
 
 from fastapi.testclient import TestClient
 
+from quarry.access import AccessPolicy
 from quarry.datasets.records_ingest import ingest
 from quarry.engine import Engine
 from quarry.formats.textblocks import expand_sources
@@ -24,7 +25,7 @@ def test_hot_and_asgi_agree(engine: Engine) -> None:
     rows = list(csv.reader(CSV.read_text().splitlines()))
     ips = ",".join(r[0] for r in rows[:30:3])
     start, end = rows[0][1], rows[20][1]
-    hot = HotRoutes(engine, None, 1)
+    hot = HotRoutes(engine, None, 1, AccessPolicy(None, "127.0.0.1"))
     client: TestClient = make_client(engine)
     for url in [f"/find/[{ips}]/{start}/{end}/", f"/datasets/iplog/find/[{ips}]/{start}/{end}",
                 f"/datasets/iplog/find/member/[{ips},9.9.9.9]/{start}/{end}/",

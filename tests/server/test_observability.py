@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from quarry import logs
 from quarry.datasets.lines import put_lines
 from quarry.engine import Engine
-from quarry.server.middleware import AccessPolicy, is_loopback
 from quarry.store import Store
 from tests.conftest import make_client
 from tests.support import FIXTURES, free_port, quarry_cmd, running
@@ -70,33 +69,6 @@ def test_json_logs_carry_request_id(engine: Engine) -> None:
         logs.configure("text", "warning")
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert any(r["request_id"] == "rid-7" and r["status"] == 404 for r in records)
-
-
-def test_access_policy() -> None:
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
-    # An empty host listens on every address, so it is public, not loopback.
-    assert not is_loopback("")
-    assert AccessPolicy(None, "").check("PUT", "/datasets/a", {}) is not None
-    local = AccessPolicy(None, "127.0.0.1")
-    assert local.check("PUT", "/datasets/a", {}) is None
-    public = AccessPolicy(None, "0.0.0.0")
-    denied = public.check("PUT", "/datasets/a", {})
-    assert denied is not None and denied[0] == 401
-    assert public.check("GET", "/datasets/a", {}) is None
-    assert public.check("POST", "/datasets/a/query", {}) is None
-    tok = AccessPolicy("s3cret", "0.0.0.0", closed=["private"],
-                       write_posts=["/gc", r"/datasets/.+/keys"])
-    ok = {b"authorization": b"Bearer s3cret"}
-    bad = {b"authorization": b"Bearer nope"}
-    assert tok.check("PUT", "/datasets/a", ok) is None
-    assert tok.check("PUT", "/datasets/a", bad) is not None
-    assert tok.check("POST", "/gc", {}) is not None
-    assert tok.check("POST", "/datasets/a/b/keys", {}) is not None
-    assert tok.check("POST", "/datasets/a/keys/extra", {}) is None  # whole-path match only
-    assert tok.check("POST", "/datasets/a/query", {}) is None
-    assert tok.check("GET", "/datasets/private/lines/1", {}) is not None
-    assert tok.check("GET", "/datasets/private/lines/1", ok) is None
-    assert tok.check("GET", "/datasets/privateer/lines/1", {}) is None
 
 
 def test_closed_dataset_over_http(engine: Engine, store: Store) -> None:
@@ -228,3 +200,31 @@ def test_console_files_are_counted_under_their_mount(engine: Engine) -> None:
               (("method", "GET"), ("route", "/console/{path:path}"), ("status", "200")))] == 1
     assert s[("quarry_http_requests_total",
               (("method", "GET"), ("route", "unmatched"), ("status", "404")))] == 1
+
+
+def test_metrics_name_no_closed_dataset_without_the_token(engine: Engine, store: Store) -> None:
+    put_lines(store, "secret/sub", FRANKENSTEIN)
+    put_lines(store, "open", FRANKENSTEIN)
+    c = make_client(engine, token="t0k", closed=("secret",))
+    auth = {"authorization": "Bearer t0k"}
+    assert c.put("/datasets/secret/x", content=b"x", headers=auth).status_code == 201
+    anon = c.get("/metrics").text
+    assert 'dataset="open"' in anon and "secret" not in anon
+    assert 'dataset="secret/sub"' in c.get("/metrics", headers=auth).text
+    assert c.get("/healthz").json()["datasets"] == 1
+    assert c.get("/healthz", headers=auth).json()["datasets"] == 3
+
+
+def test_non_ascii_authorization_is_a_401(engine: Engine, store: Store) -> None:
+    put_lines(store, "secret", FRANKENSTEIN)
+    put_lines(store, "open", FRANKENSTEIN)
+    c = make_client(engine, token="t0k", closed=("secret",))
+    bad = {"authorization": "Bearer t\u00f6k\u00ff".encode("latin-1")}
+    for method, url in (("PUT", "/datasets/a"), ("GET", "/datasets/secret/lines/1")):
+        r = c.request(method, url, headers=bad, content=b"x")
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized", url
+    for url in ("/datasets", "/shards", "/metrics"):
+        r = c.get(url, headers=bad)
+        assert r.status_code == 200 and "secret" not in r.text, url
+    r = c.get("/events", params={"since": 0, "limit": 1}, headers=bad)
+    assert r.status_code == 200 and "secret" not in r.text

@@ -94,3 +94,29 @@ def test_stats_route_runs_on_shards(loaded: Engine, c: TestClient) -> None:
         load = [s["load"]["queries"] for s in pooled.get("/shards").json()["shards"]]
     assert got["results"] == want["results"] and got["rows_matched"] == want["rows_matched"]
     assert sum(load) == 3
+
+
+def test_closed_shards_need_the_token(engine: Engine) -> None:
+    """A shard task names its dataset in the body, out of the middleware's sight; a name
+    under a closed one is closed there too. Wake and sleep change server state: writes."""
+    ingest(engine.store, "vault/sub", expand_sources([str(LOGS)]), chunk_rows=500)
+    auth = {"authorization": "Bearer t0k"}
+    with make_client(engine, shards=2, token="t0k", closed=("vault",)) as c:
+        view = engine.records("vault/sub")
+        for version in ("HEAD", view.version):
+            task = Task("vault/sub", version, tuple(ch.position for ch in view.chunks),
+                        DistinctQuery(Window(), 5))
+            r = c.post("/shards/map", content=wire.pack(task))
+            assert r.status_code == 401 and r.json()["error"] == "unauthorized", version
+            assert c.post("/shards/map", content=wire.pack(task),
+                          headers=auth).status_code == 200
+        ids = [s["id"] for s in c.get("/shards", params={"dataset": "vault/sub"},
+                                       headers=auth).json()["shards"]]
+        assert ids and all("/" in i for i in ids)
+        for action in ("wake", "sleep"):
+            r = c.post(f"/shards/{ids[0]}/{action}")
+            assert r.status_code == 401, action
+            assert c.post(f"/shards/{ids[0]}/{action}", headers=auth).status_code == 200
+        states = {s["id"]: s["state"] for s in c.get("/shards", headers=auth).json()["shards"]}
+        assert states[ids[0]] == "asleep"
+        assert c.get("/shards").json()["shards"] == []

@@ -79,8 +79,12 @@ def test_segments_rotate_and_offsets_stay_one_sequence(tmp_path: object) -> None
         last = batch[-1][0]
         rest += [int(e.dataset[1:]) for _, e in batch]
     assert rest == list(range(rest[0], 60)) and rest[0] > 0
-    # An offset past the end (a journal replaced since) also resumes at the oldest event.
-    assert j.read(10**9)[0][0][1].dataset == f"d{rest[0]}"
+    # An offset past the end (made up, or from a journal replaced since) reads from now on:
+    # nothing of the history, then the next event.
+    batch, now = j.read(10**9)
+    assert batch == [] and now == j.end()
+    j.append(Event("d60", "commit"))
+    assert [e.dataset for _, e in j.read(now)[0]] == ["d60"]
 
 
 def test_processes_appending_across_rotations_lose_nothing(tmp_path: object) -> None:

@@ -17,12 +17,13 @@ from starlette.types import Receive, Scope, Send
 
 import quarry
 from quarry import logs
+from quarry.access import AccessPolicy
 from quarry.cluster.backends import InProcessBackend
 from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError
 from quarry.server.hotpath import HotRoutes
 from quarry.server.metrics import Metrics
-from quarry.server.middleware import AccessPolicy, ObservedApp
+from quarry.server.middleware import ObservedApp, write_posts
 from quarry.server.responses import ErrorBody, error_body
 from quarry.server.routes import (
     datasets,
@@ -39,13 +40,6 @@ from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched; datasets last: its /datasets/{name} catches all.
 ROUTES = (operations, lines, shards, records, stats, versions, events, keyed, datasets)
-# POST routes that change data or server state (regular expressions over the whole path);
-# other POSTs (queries, joins, explain, statistics, shard maps) are reads.
-WRITE_POSTS: tuple[str, ...] = (
-    r"/datasets/.+/keys",  # accept a suggested key (saved with the dataset's keys)
-    r"/datasets/.+/keys/build",  # build keys now
-    r"/shards/[^/]+/(wake|sleep)",  # move a shard in or out of memory
-)
 
 
 class QuarryApp:
@@ -134,13 +128,12 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
                 return None
         return None
 
-    policy = AccessPolicy(settings.token, settings.host, settings.closed, WRITE_POSTS,
-                          implicit)
+    # Its write POSTs are learnt from the route table once the routes are installed.
+    policy = AccessPolicy(settings.token, settings.host, settings.closed, implicit=implicit)
     # One dispatcher per server process: the records and shards routes share it.
     dispatcher = shards.make_dispatcher(engine, settings)
-    hot = HotRoutes(engine, settings.default_dataset, settings.index_base, metrics,
-                    settings.closed, hot_records=isinstance(dispatcher.backend, InProcessBackend),
-                    policy=policy)
+    hot = HotRoutes(engine, settings.default_dataset, settings.index_base, policy, metrics,
+                    hot_records=isinstance(dispatcher.backend, InProcessBackend))
     api.state.metrics = metrics
     api.state.compat = hot.compat  # /find/...'s dataset, for the records routes
     api.state.policy = policy  # for routes that list datasets (closed ones hidden)
@@ -169,6 +162,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
 
     for module in ROUTES:
         module.install(api, engine, settings)
+    policy.write_posts = tuple(write_posts(api.routes))
 
     return QuarryApp(api, engine, hot, metrics, policy)
 

@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import orjson
 
+from quarry.access import AccessPolicy
 from quarry.datasets.kinds import WriteOptions, read_data
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
@@ -23,13 +23,9 @@ from quarry.errors import NotFound, QuarryError
 from quarry.logs import LOGGER, fields
 from quarry.server.hot_records import CompatDataset, HotRecords
 from quarry.server.metrics import Metrics
-from quarry.server.middleware import under_closed
 from quarry.server.puts import MAX_MESSAGE, commits_inline, put_small
 from quarry.server.responses import JSON, TEXT, error_body, raw_response
 from quarry.store import CommitResult
-
-if TYPE_CHECKING:
-    from quarry.server.middleware import AccessPolicy
 
 log = logging.getLogger(LOGGER + ".http")
 
@@ -51,20 +47,18 @@ def _internal_error(e: Exception, url: bytes) -> bytes:
 
 class HotRoutes:
     def __init__(self, engine: Engine, default_dataset: str | None, index_base: int,
-                 metrics: Metrics | None = None, closed: tuple[str, ...] = (),
-                 hot_records: bool = True, policy: AccessPolicy | None = None) -> None:
+                 policy: AccessPolicy, metrics: Metrics | None = None,
+                 hot_records: bool = True) -> None:
         self.engine = engine
         self.metrics = metrics
-        # PUTs are taken here only with the access policy at hand (writes may need a token).
+        # The hot path reads no headers: it declines whatever the policy closes, and the
+        # ASGI app, which checks the token, answers that. PUTs it takes are checked here.
         self.policy = policy
         self.default_dataset = default_dataset
         self.index_base = index_base
         self.tally = metrics.hot if metrics is not None else None
-        # Closed datasets need a token check, which the ASGI route does.
-        self.closed = frozenset(closed)
-        # Closed as the access policy sees it, for the default dataset (fixed for a server).
         self.default_closed = (default_dataset is not None
-                               and under_closed(default_dataset, self.closed))
+                               and policy.closing(default_dataset) is not None)
         self.compat = CompatDataset(engine, default_dataset)
         # Records are answered here only when shards run in this process (the hot path calls
         # the executors directly); other backends go through the dispatcher in the ASGI app.
@@ -93,7 +87,7 @@ class HotRoutes:
         if b"?" in url:
             return None
         if b"/find/" in url:  # "find" is a reserved segment: never part of a dataset name
-            if self.closed or self.records is None:
+            if self.policy.closed or self.records is None:
                 return None  # the ASGI route checks closed datasets' tokens, or shards run
             start = time.perf_counter()
             resp = self.records.respond(url)
@@ -109,7 +103,7 @@ class HotRoutes:
         if cut <= 0:
             return None
         name = rest[:cut].decode("ascii", "replace")
-        if self.closed and under_closed(name, self.closed):
+        if self.policy.closing(name) is not None:
             return None
         resp = self._answer(name, rest[cut + 7 :])
         if resp is not None and self.tally is not None:
@@ -124,7 +118,7 @@ class HotRoutes:
         then read here, not by the ASGI app): a plain PUT of a small new version that the
         access policy allows and whose commit may run on the event loop. Query strings,
         ``If-Match``, aliases and chunked or big bodies go to the ASGI route."""
-        if (self.policy is None or not url.startswith(_DATASETS) or len(url) == len(_DATASETS)
+        if (not url.startswith(_DATASETS) or len(url) == len(_DATASETS)
                 or b"?" in url
                 or b"%" in url or b"/aliases/" in url or not url.isascii()):
             return False
@@ -138,7 +132,8 @@ class HotRoutes:
                 return False
         if size is None or size > HOT_PUT_MAX or not commits_inline(self.engine.store, size):
             return False
-        return self.policy.check("PUT", url.decode("ascii"), dict(headers)) is None
+        auth = next((v for k, v in headers if k == b"authorization"), None)
+        return self.policy.check("PUT", url.decode("ascii"), auth) is None
 
     def put(self, url: bytes, headers: list[tuple[bytes, bytes]],
             body: bytes) -> tuple[bytes, Callable[[], None]]:
@@ -218,7 +213,7 @@ class HotRoutes:
                 return None
             version = value.decode("ascii", "replace") or None
         name = path[len(_DATASETS) : -len(_DATA)].decode("ascii", "replace")
-        if self.closed and under_closed(name, self.closed):
+        if self.policy.closing(name) is not None:
             return None  # the ASGI route checks closed datasets' tokens
         try:
             vid = self.engine.resolve(name, version)

@@ -8,13 +8,14 @@ start), and a scrape of any worker sums them.
 from __future__ import annotations
 
 import bisect
+import copy
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -85,15 +86,35 @@ class Metrics:
     def query(self, dataset: str, kind: str, key: str = "") -> None:
         self.queries.labels(dataset, kind, key).inc()
 
-    def exposition(self) -> bytes:
+    def exposition(self, shown: Callable[[str], bool] = lambda name: True) -> bytes:
+        """The text exposition, without the series of datasets ``shown`` refuses (closed
+        ones, for a scrape without the token: their names, sizes and counts)."""
         self.hot.flush()
         if not self.multiprocess:
-            return generate_latest(self.registry)
+            return generate_latest(_Shown(self.registry, shown))
         # Sum every worker's files, and add the store's sizes once.
         scrape = CollectorRegistry()
         MultiProcessCollector(scrape)  # type: ignore[no-untyped-call]
         scrape.register(self._store_collector)
-        return generate_latest(scrape)
+        return generate_latest(_Shown(scrape, shown))
+
+
+class _Shown(CollectorRegistry):
+    """A registry's metrics without the samples labelled with a dataset not ``shown``."""
+
+    def __init__(self, inner: CollectorRegistry, shown: Callable[[str], bool]) -> None:
+        super().__init__(auto_describe=False)
+        self.inner = inner
+        self.shown = shown
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.inner.collect():
+            kept = [s for s in metric.samples
+                    if "dataset" not in s.labels or self.shown(s.labels["dataset"])]
+            if len(kept) != len(metric.samples):
+                metric = copy.copy(metric)
+                metric.samples = kept
+            yield metric
 
 
 class HotTally:

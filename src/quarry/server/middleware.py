@@ -3,115 +3,40 @@ access control."""
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import orjson
+from fastapi.routing import APIRoute
 from starlette.requests import Request
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from quarry.access import AccessPolicy, Caller
 from quarry.logs import LOGGER, fields, request_id
 from quarry.server.metrics import Metrics
 
 log = logging.getLogger(LOGGER + ".http")
-WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+# Marks a POST route that changes data or server state (most POSTs are queries, which are
+# reads): its OpenAPI operation says so, and the access policy learns its path from the
+# route table, so the rule cannot drift from the routes (see write_posts).
+WRITES: dict[str, object] = {"x-quarry-writes": True}
 
 
-def bearer_matches(header: str, token: str | None) -> bool:
-    """Whether an ``Authorization`` header value carries ``token`` (constant-time compare)."""
-    return (token is not None and header.startswith("Bearer ")
-            and hmac.compare_digest(header[7:].strip(), token))
+def write_posts(routes: Iterable[BaseRoute]) -> list[re.Pattern[str]]:
+    """The path patterns of the POST routes marked with ``WRITES``."""
+    return [r.path_regex for r in routes
+            if isinstance(r, APIRoute) and "POST" in (r.methods or ())
+            and (r.openapi_extra or {}).get("x-quarry-writes")]
 
 
-def closing_name(name: str, closed: frozenset[str]) -> str | None:
-    """The closed name that closes ``name`` (a dataset, or a dataset path with a route after
-    it): itself, or a name it is under (a path /datasets/a/b/... cannot tell dataset "a/b"
-    from "a" and a sub-route, so "a" closes both); None when nothing closes it."""
-    if name in closed:
-        return name
-    for c in closed:
-        if name.startswith(c + "/"):
-            return c
-    return None
-
-
-def under_closed(name: str, closed: frozenset[str]) -> bool:
-    return closing_name(name, closed) is not None
-
-
-def hidden_datasets(request: Request) -> frozenset[str]:
-    """Closed datasets this request may not see, for routes that list datasets or events."""
+def caller_of(request: Request) -> Caller:
+    """Who sent ``request``, as the app's access policy sees it."""
     policy: AccessPolicy = request.app.state.policy
-    return policy.hidden(request.headers.get("authorization", ""))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True  # (an empty host listens on every address: not loopback)
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class AccessPolicy:
-    """Who may write and read. Writes need the token when one is set, and always when the
-    server listens beyond loopback; closed datasets need it for reads too."""
-
-    def __init__(self, token: str | None, host: str, closed: Iterable[str] = (),
-                 write_posts: Iterable[str] = (),
-                 implicit: Callable[[str], str | None] | None = None) -> None:
-        self.token = token or None
-        # The dataset a path outside /datasets/ reads (/lines/<n>: the default one), so a
-        # closed dataset is closed under every name it is served by.
-        self.implicit = implicit
-        self.public = not is_loopback(host)
-        self.closed = frozenset(closed)
-        # POST routes that change data (most POSTs are queries, which are reads), as regular
-        # expressions matched against the whole path.
-        self.write_posts = tuple(re.compile(p) for p in write_posts)
-
-    def is_write(self, method: str, path: str) -> bool:
-        return method in WRITE_METHODS or (
-            method == "POST" and any(p.fullmatch(path) for p in self.write_posts))
-
-    def closed_dataset(self, path: str) -> str | None:
-        if not self.closed:
-            return None
-        if path.startswith("/datasets/"):
-            return closing_name(path[len("/datasets/"):], self.closed)
-        name = self.implicit(path) if self.implicit is not None else None
-        return None if name is None else closing_name(name, self.closed)
-
-    def hidden(self, authorization: str) -> frozenset[str]:
-        """Closed datasets a request with this ``Authorization`` header may not see: every
-        closed one without the token, none with it (for listings, event streams)."""
-        if not self.closed or bearer_matches(authorization, self.token):
-            return frozenset()
-        return self.closed
-
-    def check(self, method: str, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
-        """None when allowed, else (status, why)."""
-        write = self.is_write(method, path)
-        closed = self.closed_dataset(path)
-        if not write and closed is None:
-            return None
-        if self.token is None:
-            if write and self.public:
-                return 401, ("writes are refused: this server listens beyond loopback and has "
-                             "no token; start it with --token or QUARRY_TOKEN")
-            if closed is not None and not write:
-                return 401, f"dataset {closed} is closed and this server has no token"
-            return None
-        if bearer_matches(headers.get(b"authorization", b"").decode("latin-1"), self.token):
-            return None
-        what = "writes need" if write else f"reads of {closed} need"
-        return 401, f"{what} a token: send 'Authorization: Bearer <token>'"
+    return policy.caller(request.headers.get("authorization"))
 
 
 class HeadAnswered(BaseException):
@@ -169,7 +94,7 @@ class ObservedApp:
                 await send(message)
 
         try:
-            denied = self.policy.check(method, scope["path"], headers)
+            denied = self.policy.check(method, scope["path"], headers.get(b"authorization"))
             if denied is not None:
                 body = orjson.dumps({"error": "unauthorized", "detail": denied[1]})
                 await send_wrapped({"type": "http.response.start", "status": denied[0],

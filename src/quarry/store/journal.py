@@ -130,8 +130,8 @@ class Journal:
 
     def _locate(self, offset: int) -> tuple[int, int, Path | None] | None:
         """(offset, base, file) of the segment to read ``offset`` from, the offset moved to
-        the oldest event kept if it is not in the journal; no file when the offset is the
-        journal's end, so a polling reader costs one ``stat``."""
+        the oldest event kept if it was pruned, or to the end if it is past it; no file when
+        the offset is the journal's end, so a polling reader costs one ``stat``."""
         base, path = self._active
         if base <= offset:
             # The common case, a tail reader: one stat instead of listing the segments.
@@ -147,9 +147,13 @@ class Journal:
         if not segs:
             return None
         self._active = segs[-1]
-        if offset < segs[0][0] or offset > _end_of(segs):
-            # Older events were pruned, or the offset is from a journal since replaced:
-            # resume at the oldest event kept.
+        end = _end_of(segs)
+        if offset > end:
+            # Past the end (a made-up offset, or one from a journal since replaced): from
+            # now on. Resuming at the oldest event would replay the whole history.
+            return end, segs[-1][0], None
+        if offset < segs[0][0]:
+            # Older events were pruned: resume at the oldest event kept.
             offset = segs[0][0]
         base, path = [seg for seg in segs if seg[0] <= offset][-1]
         return offset, base, path

@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from quarry.access import AccessPolicy
 from quarry.engine import Engine
 from quarry.errors import NotFound
-from quarry.server.middleware import hidden_datasets, under_closed
+from quarry.server.middleware import caller_of
 from quarry.server.settings import ServeSettings
 from quarry.store.refs import RESERVED_SEGMENTS
 
@@ -18,8 +19,9 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     @api.get("/datasets", tags=["datasets"])
     def list_datasets(request: Request) -> list[dict[str, Any]]:
         """Every dataset; closed ones only with the token."""
-        hidden = hidden_datasets(request)
-        return [d for d in engine.datasets() if not under_closed(d["name"], hidden)]
+        policy: AccessPolicy = request.app.state.policy
+        caller = caller_of(request)
+        return [d for d in engine.datasets() if policy.may_read(caller, d["name"])]
 
     @api.get("/datasets/{name:path}", tags=["datasets"])
     def describe_dataset(name: str) -> dict[str, Any]:

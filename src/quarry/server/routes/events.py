@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from quarry.access import AccessPolicy
 from quarry.engine import Engine
 from quarry.errors import BadRequest
-from quarry.server.middleware import hidden_datasets, under_closed
+from quarry.server.middleware import caller_of
 from quarry.server.settings import ServeSettings
 from quarry.store.journal import Event
 
@@ -65,7 +66,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     async def stream(request: Request, start: int, dataset: str | None, kind: str | None,
                      limit: int | None) -> AsyncIterator[bytes]:
-        closed = hidden_datasets(request)
+        policy: AccessPolicy = request.app.state.policy
+        caller = caller_of(request)
         offset = start
         sent = 0
         waker = wakers.add()
@@ -76,7 +78,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                 waker[1].clear()
                 batch, offset = journal.read(offset)
                 for pos, event in batch:
-                    if matches(event, dataset, kind) and not under_closed(event.dataset, closed):
+                    if matches(event, dataset, kind) and policy.may_read(caller, event.dataset):
                         yield sse(pos, event)
                         sent += 1
                         last_write = time.monotonic()

@@ -22,6 +22,7 @@ from quarry.keybuilder import KeyBuilder
 from quarry.query import service
 from quarry.query.executor import to_records
 from quarry.query.join import probes_from_rows, read_probes
+from quarry.server.middleware import WRITES
 from quarry.server.settings import ServeSettings
 
 JSON = "application/json"
@@ -113,7 +114,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     async def keys(name: str) -> Response:
         return _json(await run_in_threadpool(keys_body, name))
 
-    @api.post("/datasets/{name:path}/keys", tags=["keyed"],
+    @api.post("/datasets/{name:path}/keys", tags=["keyed"], openapi_extra=WRITES,
               summary="Accept a key (a suggestion or any fields): kept and built from now on")
     async def accept_key(name: str, request: Request) -> Response:
         body = _object(await _body(request))
@@ -125,7 +126,7 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             await run_in_threadpool(builder.run_once)
         return _json({"accepted": [list(s.fields) for s in accepted], **keys_body(name)})
 
-    @api.post("/datasets/{name:path}/keys/build", tags=["keyed"],
+    @api.post("/datasets/{name:path}/keys/build", tags=["keyed"], openapi_extra=WRITES,
               summary="Run the key builder now: build, swap in and drop keys")
     async def build_keys(name: str) -> Response:
         report = await run_in_threadpool(builder.run_once)
