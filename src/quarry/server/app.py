@@ -52,12 +52,13 @@ class QuarryApp:
     """The ASGI callable: the FastAPI app plus the hot routes the protocol answers directly."""
 
     def __init__(self, api: FastAPI, engine: Engine, hot_routes: HotRoutes, metrics: Metrics,
-                 policy: AccessPolicy) -> None:
+                 policy: AccessPolicy, settings: ServeSettings) -> None:
         self.api = api
         self.app = ObservedApp(api, metrics, policy)
         self.engine = engine
         self.hot_routes = hot_routes
         self.metrics = metrics
+        self.settings = settings  # the protocol reads its connection timeouts here
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -170,7 +171,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
     for module in ROUTES:
         module.install(api, engine, settings)
 
-    return QuarryApp(api, engine, hot, metrics, policy)
+    return QuarryApp(api, engine, hot, metrics, policy, settings)
 
 
 def app_from_env() -> QuarryApp:
