@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
@@ -150,6 +151,13 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
     @api.exception_handler(QuarryError)
     async def quarry_error(request: Request, exc: QuarryError) -> Response:
         return _error(exc)
+
+    @api.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client went away, or a read timeout cut it off (and answered it 408), before
+        # its body was in. Not a server error: no traceback, no 500 in the log and metrics;
+        # nobody reads this answer, its status (nginx's "client closed request") is for them.
+        return Response(status_code=499)
 
     @api.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
