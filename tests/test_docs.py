@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from fastapi.routing import APIRoute
 
@@ -39,3 +40,27 @@ def test_every_command_is_documented() -> None:
     names += [g.name or "" for g in cli_app.registered_groups]
     missing = [n for n in names if f"`quarry {n}" not in text]
     assert not missing, f"commands missing from docs/cli.md: {missing}"
+
+
+def test_every_option_is_documented() -> None:
+    import typer.main
+
+    text = (DOCS / "cli.md").read_text()
+    missing: list[str] = []
+
+    def walk(command: Any, name: str) -> None:
+        # typer's commands are its own click's (not the installed click's): duck-typed.
+        subs = getattr(command, "commands", None)
+        if subs is not None:
+            for sub_name, sub in subs.items():
+                walk(sub, f"{name} {sub_name}")
+            return
+        for p in command.params:
+            forms = [*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ())]
+            # Documented under any of its forms (`-m MSG`, `--no-checkpoints`).
+            if forms[0].startswith("-") and not any(
+                    re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", text) for f in forms):
+                missing.append(f"{name} {forms[0]}")
+
+    walk(typer.main.get_command(cli_app), "quarry")
+    assert len(missing) == 0, f"options missing from docs/cli.md: {missing}"

@@ -85,6 +85,14 @@ class PayloadTooLarge(QuarryError):
     error = "payload too large"
 
 
+class RequestTimeout(QuarryError):
+    """A client took longer than the server's limits to send its request."""
+
+    status = 408
+    exit_code = 6
+    error = "request timeout"
+
+
 class Unavailable(QuarryError):
     """The data behind a dataset cannot be served as recorded (e.g. a linked file changed)."""
 

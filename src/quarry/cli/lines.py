@@ -40,8 +40,19 @@ from quarry.cluster.dispatcher import DEFAULT_SHARDS
 from quarry.datasets.lines import parse_line_number, put_lines, put_lines_stream
 from quarry.engine import Engine
 from quarry.errors import BadRequest
+from quarry.server.settings import ServeSettings
 from quarry.store import CommitResult, Store
 from quarry.store.refs import check_dataset_name
+
+SERVE = ServeSettings()  # the defaults
+HeaderTimeoutOpt = Annotated[float, typer.Option(
+    "--header-timeout", min=0.001,
+    help="Seconds from a request's first byte to the end of its headers.")]
+BodyTimeoutOpt = Annotated[float, typer.Option(
+    "--body-timeout", min=0.001, help="Seconds a request body may pause between two reads.")]
+KeepAliveOpt = Annotated[float, typer.Option(
+    "--keep-alive-timeout", min=0.001,
+    help="Seconds a connection may stay idle before its first request and between requests.")]
 
 
 def _put_file(store: Store, name: str, file: Path, link: bool, index: str,
@@ -182,10 +193,12 @@ def register(app: typer.Typer) -> None:
         on_shard_error: OnErrorOpt = "fail",
         shard_timeout: TimeoutOpt = 30.0,
         memory_budget: BudgetOpt = None,
+        header_timeout: HeaderTimeoutOpt = SERVE.header_timeout,
+        body_timeout: BodyTimeoutOpt = SERVE.body_timeout,
+        keep_alive_timeout: KeepAliveOpt = SERVE.keep_alive_timeout,
     ) -> None:
         """Serve FILE and every dataset in the data folder over HTTP."""
         from quarry.server.runner import check_listen, run
-        from quarry.server.settings import ServeSettings
 
         with errors():
             check_base(index_base)
@@ -217,7 +230,10 @@ def register(app: typer.Typer) -> None:
                                      ray_address=ray_address, remote=tuple(remote or ()),
                                      replicas=replicas, on_shard_error=on_shard_error,
                                      shard_timeout=shard_timeout,
-                                     memory_budget=parse_size(memory_budget))
+                                     memory_budget=parse_size(memory_budget),
+                                     header_timeout=header_timeout,
+                                     body_timeout=body_timeout,
+                                     keep_alive_timeout=keep_alive_timeout)
             check_backend(shard_workers, ray, ray_address, remote, on_shard_error, workers)
             if token is None and host not in ("127.0.0.1", "localhost", "::1"):
                 out.print("[yellow]warning:[/yellow] listening beyond loopback without "

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
@@ -46,12 +47,13 @@ class QuarryApp:
     """The ASGI callable: the FastAPI app plus the hot routes the protocol answers directly."""
 
     def __init__(self, api: FastAPI, engine: Engine, hot_routes: HotRoutes, metrics: Metrics,
-                 policy: AccessPolicy) -> None:
+                 policy: AccessPolicy, settings: ServeSettings) -> None:
         self.api = api
         self.app = ObservedApp(api, metrics, policy)
         self.engine = engine
         self.hot_routes = hot_routes
         self.metrics = metrics
+        self.settings = settings  # the protocol reads its connection timeouts here
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -143,6 +145,13 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
     async def quarry_error(request: Request, exc: QuarryError) -> Response:
         return _error(exc)
 
+    @api.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client went away, or a read timeout cut it off (and answered it 408), before
+        # its body was in. Not a server error: no traceback, no 500 in the log and metrics;
+        # nobody reads this answer, its status (nginx's "client closed request") is for them.
+        return Response(status_code=499)
+
     @api.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(
@@ -164,7 +173,7 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
         module.install(api, engine, settings)
     policy.write_posts = tuple(write_posts(api.routes))
 
-    return QuarryApp(api, engine, hot, metrics, policy)
+    return QuarryApp(api, engine, hot, metrics, policy, settings)
 
 
 def app_from_env() -> QuarryApp:

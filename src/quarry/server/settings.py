@@ -37,6 +37,11 @@ class ServeSettings:
     memory_budget: int | None = None  # bytes of awake shards; None: no limit
     key_budget: int | None = None  # bytes for built keys; None: a fraction of RAM
     key_interval: float = 5.0  # seconds between key builder runs; 0: no background builder
+    # Connections (seconds). Shorter than nginx's 60/60/75: requests to a data server are
+    # small, and a held connection is a file descriptor a slow or idle client keeps.
+    header_timeout: float = 10.0  # from a request's first byte to the end of its headers
+    body_timeout: float = 30.0  # between two reads of a request body
+    keep_alive_timeout: float = 5.0  # idle: before the first request and between requests
 
     def to_env(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
