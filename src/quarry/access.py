@@ -83,8 +83,9 @@ class AccessPolicy:
 
     def caller(self, authorization: bytes | str | None) -> Caller:
         """The caller behind an ``Authorization`` header value (``Bearer <token>``)."""
-        raw = _as_bytes(authorization)
-        if self._token is None or not raw.startswith(b"Bearer "):
+        raw = _as_bytes(authorization).strip()
+        # The scheme is case-insensitive (RFC 9110 11.1).
+        if self._token is None or raw[:7].lower() != b"bearer ":
             return ANONYMOUS
         # Compared as bytes: a str compare_digest raises on non-ASCII text (a 500 before).
         return Caller(hmac.compare_digest(raw[7:].strip(), self._token))
@@ -103,14 +104,17 @@ class AccessPolicy:
     def may_read(self, caller: Caller, name: str) -> bool:
         return caller.authorized or self.closing(name) is None
 
-    def read_denied(self, caller: Caller, name: str) -> str | None:
-        """Why ``caller`` may not read dataset ``name``; None when it may."""
+    def read_denied(self, caller: Caller, name: str, *, named: bool = True) -> str | None:
+        """Why ``caller`` may not read dataset ``name``; None when it may. ``named``: the
+        caller named the dataset (else the answer must not name it: /lines/<n> reads the
+        default dataset, which the caller may not know)."""
         closed = None if caller.authorized else self.closing(name)
         if closed is None:
             return None
+        what = f"dataset {closed}" if named else "the dataset this path reads"
         if self.token is None:
-            return f"dataset {closed} is closed and this server has no token"
-        return f"reads of {closed} need a token: send 'Authorization: Bearer <token>'"
+            return f"{what} is closed and this server has no token"
+        return f"{what} is closed: send 'Authorization: Bearer <token>'"
 
     def hidden(self, caller: Caller) -> frozenset[str]:
         """The closed names ``caller`` may not see (every one without the token)."""
@@ -150,10 +154,11 @@ class AccessPolicy:
         Routes whose answer names datasets in other ways (listings, metrics, events, shard
         tasks) ask ``caller``/``may_read``/``hidden`` themselves."""
         caller = self.caller(authorization)
+        named = path.startswith("/datasets/")
         name = self.dataset_of(path)
         # A closed dataset is closed to writes as well: an answer to a write (a version id,
         # an If-Match conflict) tells of it too.
-        why = None if name is None else self.read_denied(caller, name)
+        why = None if name is None else self.read_denied(caller, name, named=named)
         if why is None and self.is_write(method, path):
             why = self.write_denied(caller)
         return None if why is None else (401, why)

@@ -148,6 +148,9 @@ def test_no_route_reveals_a_closed_dataset_or_changes_state(tmp_path: Path) -> N
                 r = raw.request("GET", path, headers={"authorization": b"Bearer \xff\xfe\x80"})
             assert r.status_code in (200, 401) and SECRET_IP not in r.text, (path, r.status_code)
             assert CLOSED in path or CLOSED not in r.text, path
+        # Not ASCII, yet str.isdigit() calls it a digit: int() raised, a 500.
+        r = httpx.get(f"{url}/events", headers={"last-event-id": b"\xb2"})
+        assert r.status_code == 400 and r.json()["error"] == "bad request"
         r = httpx.put(f"{url}/datasets/x", content=b"1",
                       headers={"authorization": b"Bearer \xc3\xa9\xff"})
         assert r.status_code == 401 and r.json()["error"] == "unauthorized"

@@ -228,3 +228,52 @@ def test_non_ascii_authorization_is_a_401(engine: Engine, store: Store) -> None:
         assert r.status_code == 200 and "secret" not in r.text, url
     r = c.get("/events", params={"since": 0, "limit": 1}, headers=bad)
     assert r.status_code == 200 and "secret" not in r.text
+
+
+def test_what_else_could_tell_of_a_closed_dataset(engine: Engine, store: Store,
+                                                  tmp_path: Path) -> None:
+    """Found by a hostile review: the ways a closed dataset still showed without the token."""
+    from quarry.datasets.records_ingest import ingest
+    from quarry.datasets.table_ingest import ingest_table
+    from quarry.formats.textblocks import expand_sources
+    from quarry.index.keys import KeySpec
+    from quarry.store.journal import Event
+
+    logs = str(FIXTURES / "iplog" / "stable_1k.csv")
+    ingest(store, "secret/logs", expand_sources([logs]))
+    ingest(store, "open/logs", expand_sources([logs]))
+    (tmp_path / "t.csv").write_text("user,n\na,1\nb,2\n")
+    ingest_table(store, "secret/tbl", [tmp_path / "t.csv"], keys=[KeySpec.parse(["user"])])
+    # A pipeline from a closed dataset failed into an open one; its stderr is closed data.
+    store.publish(Event("open/derived", "failed", extra={"source": "secret/tbl",
+                                                         "error": "exit 3: SUBSECRET"}))
+    store.publish(Event("open/derived", "failed", extra={"source": "open/logs"}))
+    c = make_client(engine, closed=("secret",), default_dataset="secret/logs", shards=2)
+    auth = {"authorization": "Bearer t0k"}
+    # The default dataset is read without naming it: a refusal does not name it either.
+    r = c.get("/lines/1")
+    assert r.status_code == 401 and "secret" not in r.text
+    # Events naming a closed source are closed too.
+    text = c.get("/events", params={"since": 0, "limit": 2}).text
+    assert '"source":"open/logs"' in text and "SECRET" not in text.upper()
+    # Shard memory: the total of the shards this caller may see.
+    c2 = make_client(engine, token="t0k", closed=("secret",), shards=2)
+    ids = {n: [s["id"] for s in c2.get("/shards", params={"dataset": n},
+                                       headers=auth).json()["shards"]]
+           for n in ("secret/logs", "open/logs")}
+    for i in ids["secret/logs"] + ids["open/logs"]:
+        assert c2.post(f"/shards/{i}/wake", headers=auth).status_code == 200
+    full = c2.get("/shards", headers=auth).json()
+    anon = c2.get("/shards").json()
+    assert anon["memory_bytes"] == sum(s["memory_bytes"] for s in anon["shards"])
+    assert 0 < anon["memory_bytes"] < full["memory_bytes"]
+    # The key builder runs for every dataset; a caller hears only of those it may read.
+    c3 = make_client(engine, closed=("secret",))
+    report = c3.post("/datasets/open/logs/keys/build").json()["report"]
+    assert not any(k.startswith("secret") for k in report)
+    # The Bearer scheme is case-insensitive; of two Authorization headers, the first counts
+    # everywhere (the middleware read the last, the routes the first).
+    assert c2.get("/datasets/secret/logs", headers={"authorization": "bearer t0k"}
+                  ).status_code == 200
+    two = [(b"authorization", b"Bearer nope"), (b"authorization", b"Bearer t0k")]
+    assert c2.get("/datasets/secret/logs", headers=two).status_code == 401

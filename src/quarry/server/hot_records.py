@@ -59,8 +59,8 @@ class CompatDataset:
         if len(self._names) != 1:
             raise NotFound("/find/... needs one records dataset: serve with --default NAME, or "
                            "use /datasets/<name>/find/[ip1,ip2]/<start>/<end>/"
-                           + (f" (there are {len(self._names)})" if self._names
-                              else " (there are none)"))
+                           # (no count: it would count closed datasets too)
+                           + ("" if self._names else " (there are none)"))
         return self._names[0]
 
 

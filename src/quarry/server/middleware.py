@@ -94,7 +94,11 @@ class ObservedApp:
                 await send(message)
 
         try:
-            denied = self.policy.check(method, scope["path"], headers.get(b"authorization"))
+            # The first Authorization header, as the routes (Starlette's headers.get) read it:
+            # a credential is read one way only.
+            auth = next((v for k, v in scope.get("headers") or () if k == b"authorization"),
+                        None)
+            denied = self.policy.check(method, scope["path"], auth)
             if denied is not None:
                 body = orjson.dumps({"error": "unauthorized", "detail": denied[1]})
                 await send_wrapped({"type": "http.response.start", "status": denied[0],

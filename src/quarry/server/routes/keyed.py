@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from quarry.access import AccessPolicy
 from quarry.engine import Engine
 from quarry.errors import BadRequest, PayloadTooLarge
 from quarry.index.keys import KeySpec
@@ -22,7 +23,7 @@ from quarry.keybuilder import KeyBuilder
 from quarry.query import service
 from quarry.query.executor import to_records
 from quarry.query.join import probes_from_rows, read_probes
-from quarry.server.middleware import WRITES
+from quarry.server.middleware import WRITES, caller_of
 from quarry.server.settings import ServeSettings
 
 JSON = "application/json"
@@ -128,8 +129,12 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     @api.post("/datasets/{name:path}/keys/build", tags=["keyed"], openapi_extra=WRITES,
               summary="Run the key builder now: build, swap in and drop keys")
-    async def build_keys(name: str) -> Response:
+    async def build_keys(name: str, request: Request) -> Response:
         report = await run_in_threadpool(builder.run_once)
+        # The builder runs for every dataset; the caller hears of those it may read.
+        policy: AccessPolicy = request.app.state.policy
+        caller = caller_of(request)
+        report = {k: v for k, v in report.items() if policy.may_read(caller, k)}
         return _json({"report": report, **(await run_in_threadpool(keys_body, name))})
 
     def run_join(name: str, raw: bytes, content_type: str,

@@ -60,6 +60,9 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         else:
             status["shards"] = [s for s in status["shards"]
                                 if policy.may_read(caller, s["dataset"])]
+        if policy.hidden(caller):
+            # The total of what this caller may see: closed shards' memory is theirs.
+            status["memory_bytes"] = sum(s["memory_bytes"] for s in status["shards"])
         return _json(status)
 
     @api.post("/shards/map", tags=["shards"],
