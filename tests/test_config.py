@@ -16,11 +16,19 @@ def test_bundled_example_parses() -> None:
     assert cfg.stages[0].run and cfg.stages[1].call == "quarry.demo.qplan:totals"
     assert cfg.data == DEMO.parent / "quarry-data"
     assert cfg.pub == "tcp://127.0.0.1:5100" and cfg.rep == "tcp://127.0.0.1:5000"
+    assert cfg.legacy_pub == "tcp://127.0.0.1:5101"
 
 
 def test_defaults_and_compat_off(tmp_path: Path) -> None:
     cfg = parse_config({"compat": False}, tmp_path)
     assert cfg.rep is None and cfg.stages == () and cfg.port == 8080
+    assert cfg.legacy_pub == "tcp://127.0.0.1:5101"
+
+
+def test_legacy_frames_have_their_own_endpoint(tmp_path: Path) -> None:
+    cfg = parse_config({"events": {"legacy_pub": "tcp://127.0.0.1:6001"}}, tmp_path)
+    assert cfg.legacy_pub == "tcp://127.0.0.1:6001" and cfg.pub == "tcp://127.0.0.1:5100"
+    assert parse_config({"events": {"legacy_pub": False}}, tmp_path).legacy_pub is None
 
 
 def stage(**kw: object) -> dict[str, object]:
@@ -38,6 +46,10 @@ def stage(**kw: object) -> dict[str, object]:
     ({"http": {"workers": True}}, "workers"),
     ({"events": {"pub": "localhost:5100"}}, "ZeroMQ endpoint"),
     ({"compat": {"rep": 5000}}, "ZeroMQ endpoint"),
+    ({"events": {"legacy": True}}, "replaced by events.legacy_pub"),
+    ({"events": {"legacy_pub": "5101"}}, "ZeroMQ endpoint"),
+    ({"events": {"legacy_pub": "tcp://127.0.0.1:5100"}}, "endpoint of its own"),
+    ({"compat": {"rep": "tcp://127.0.0.1:5101"}}, "endpoint of its own"),
     ({"pipelines": {"a": 1}}, "list"),
     ({"pipelines": ["x"]}, "mapping"),
     ({"pipelines": [{"name": "s"}]}, "source"),

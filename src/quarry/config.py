@@ -42,7 +42,8 @@ class Config:
     port: int = 8080
     workers: int = 1  # HTTP worker processes
     pub: str = "tcp://127.0.0.1:5100"
-    legacy_events: bool = True
+    # The original service's one-frame ``=====<resource>`` notices, on a PUB of their own.
+    legacy_pub: str | None = "tcp://127.0.0.1:5101"
     rep: str | None = "tcp://127.0.0.1:5000"
     stages: tuple[Stage, ...] = ()
     folder: Path = Path(".")
@@ -128,7 +129,15 @@ def parse_config(doc: Any, folder: Path) -> Config:
     if unknown:
         raise BadRequest(f"config: unknown key(s): {', '.join(sorted(unknown))}")
     http = _section(doc, "http", {"host", "port", "workers"})
-    events = _section(doc, "events", {"pub", "legacy"})
+    raw_events = doc.get("events") or {}
+    if isinstance(raw_events, Mapping) and "legacy" in raw_events:
+        # Its frames used to share the main PUB; a bare true/false cannot say where they go.
+        raise BadRequest("config: events.legacy was replaced by events.legacy_pub: the "
+                         "endpoint for the original '=====<resource>' frames (false: none)")
+    events = _section(doc, "events", {"pub", "legacy_pub"})
+    pub = _endpoint(events.get("pub", "tcp://127.0.0.1:5100"), "events.pub")
+    legacy_raw = events.get("legacy_pub", "tcp://127.0.0.1:5101")
+    legacy_pub = None if legacy_raw is False else _endpoint(legacy_raw, "events.legacy_pub")
     compat_raw = doc.get("compat", {})
     rep: str | None
     if compat_raw is False:
@@ -136,6 +145,13 @@ def parse_config(doc: Any, folder: Path) -> Config:
     else:
         compat = _section(doc, "compat", {"rep"})
         rep = _endpoint(compat.get("rep", "tcp://127.0.0.1:5000"), "compat.rep")
+    bound = [(k, e) for k, e in (("events.pub", pub), ("events.legacy_pub", legacy_pub),
+                                 ("compat.rep", rep)) if e is not None]
+    for i, (key, endpoint) in enumerate(bound):
+        for other, same in bound[:i]:
+            if endpoint == same:
+                raise BadRequest(f"config: {key} and {other} are both {endpoint}; each needs "
+                                 "an endpoint of its own")
     port = http.get("port", 8080)
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise BadRequest(f"config: http.port must be a port number, got {port!r}")
@@ -152,8 +168,7 @@ def parse_config(doc: Any, folder: Path) -> Config:
     return Config(
         data=data if data.is_absolute() else folder / data,
         host=str(http.get("host", "127.0.0.1")), port=port, workers=workers,
-        pub=_endpoint(events.get("pub", "tcp://127.0.0.1:5100"), "events.pub"),
-        legacy_events=bool(events.get("legacy", True)), rep=rep, stages=stages,
+        pub=pub, legacy_pub=legacy_pub, rep=rep, stages=stages,
         folder=folder, log_level=str(doc.get("log_level", "warning")),
     )
 

@@ -39,7 +39,7 @@ class Services:
         check_stage_kinds(config.stages)
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         try:
-            self.bus = Bus(store, self.ctx, config.pub, legacy=config.legacy_events,
+            self.bus = Bus(store, self.ctx, config.pub, legacy_endpoint=config.legacy_pub,
                            poll=poll)
             # Beside an in-process HTTP server, GETs resolve through its engine: HEAD and
             # names cached, moved at once by this process's commits.
@@ -151,5 +151,6 @@ def _run_workers(config: Config, store: Store,
 def _banner(config: Config) -> str:
     workers = f" ({config.workers} workers)" if config.workers > 1 else ""
     return (f"quarry up: http://{config.host}:{config.port}{workers} · events {config.pub} · "
+            f"legacy events {config.legacy_pub or 'off'} · "
             f"snapshot service {config.rep or 'off'} · "
             f"{len(config.stages)} pipeline stage(s) · data {config.data}")

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
             while count == 0 or seen < count:
                 frames = sock.recv_multipart()
                 if len(frames) != 2:
-                    continue  # the original service's single-frame notices
+                    continue  # not an event (e.g. an original-style publisher's notice)
                 dataset, _, name = frames[0].decode("utf-8", "replace").rpartition(" ")
                 if not fnmatch.fnmatchcase(dataset, pattern) or (event and name != event):
                     continue
