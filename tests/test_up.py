@@ -193,6 +193,23 @@ def test_up_refuses_a_busy_http_port_before_starting_anything(tmp_path: Path) ->
     assert not (tmp_path / "data").exists()  # nothing made, nothing announced
 
 
+@pytest.mark.parametrize("key", ["pub", "legacy", "rep"])
+def test_up_refuses_public_zmq_without_curve(tmp_path: Path, key: str) -> None:
+    """The REP endpoint's PUTs run the pipelines' shell commands and the PUBs name every
+    dataset: beyond loopback they need CURVE; without it nothing starts, exit 2."""
+    ports = {"http": free_port(), "pub": free_port(), "rep": free_port(),
+             "legacy": free_port()}
+    cfg = tmp_path / "quarry.yaml"
+    text = CONFIG.format(data=tmp_path / "data", workers=1, **ports)
+    cfg.write_text(text.replace(f"127.0.0.1:{ports[key]}", f"0.0.0.0:{ports[key]}"))
+    r = subprocess.run(quarry_cmd("up", "--config", str(cfg)), capture_output=True,
+                       timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(b"error: config: ")
+    assert b"listens beyond loopback" in r.stderr and b"curve" in r.stderr
+    assert not (tmp_path / "data").exists()  # nothing made, nothing announced
+
+
 def test_truncated_put_commits_nothing(tmp_path: Path) -> None:
     import socket
 

@@ -16,7 +16,9 @@ from collections.abc import Callable
 
 import zmq
 
-from quarry.errors import Unavailable
+from quarry.config import is_local_endpoint
+from quarry.errors import BadConfig, Unavailable
+from quarry.events.curve import Gatekeeper
 from quarry.events.stacked import HEADER, dataset_to_resource
 from quarry.store import Store
 from quarry.store.journal import COMMIT, Event
@@ -26,9 +28,18 @@ DEFAULT_LEGACY_PUB = "tcp://127.0.0.1:5101"
 POLL = 0.05  # how soon a commit made by another process is published, at most
 
 
-def bind(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str) -> zmq.Socket[bytes]:
+def bind(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str,
+         gate: Gatekeeper | None = None) -> zmq.Socket[bytes]:
+    """A socket bound to ``endpoint``: CURVE through ``gate`` beyond loopback, where one
+    without authentication is refused; plain on loopback, for the original clients."""
+    local = is_local_endpoint(endpoint)
+    if not local and gate is None:
+        raise BadConfig(f"{endpoint} listens beyond loopback, where ZeroMQ needs "
+                        "authentication: configure 'curve' or bind it to 127.0.0.1")
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 500)
+    if not local and gate is not None:
+        gate.secure(sock)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as e:
@@ -51,16 +62,16 @@ class Bus(threading.Thread):
 
     def __init__(self, store: Store, ctx: zmq.Context[zmq.Socket[bytes]],
                  endpoint: str = DEFAULT_PUB, *, legacy_endpoint: str | None = None,
-                 poll: float = POLL) -> None:
+                 gate: Gatekeeper | None = None, poll: float = POLL) -> None:
         super().__init__(name="quarry-bus", daemon=True)
         self.endpoint = endpoint
         self.legacy_endpoint = legacy_endpoint
         # Bound here, in the caller's thread, so "address in use" is reported at start-up.
-        self._sock = bind(ctx, zmq.PUB, endpoint)
+        self._sock = bind(ctx, zmq.PUB, endpoint, gate)
         self._legacy: zmq.Socket[bytes] | None = None
         if legacy_endpoint is not None:
             try:
-                self._legacy = bind(ctx, zmq.PUB, legacy_endpoint)
+                self._legacy = bind(ctx, zmq.PUB, legacy_endpoint, gate)
             except BaseException:
                 self._sock.close(0)
                 raise
