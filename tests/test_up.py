@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 CONFIG = """
 data: {data}
 http: {{host: 127.0.0.1, port: {http}, workers: {workers}}}
-events: {{pub: "tcp://127.0.0.1:{pub}"}}
+events: {{pub: "tcp://127.0.0.1:{pub}", legacy_pub: "tcp://127.0.0.1:{legacy}"}}
 compat: {{rep: "tcp://127.0.0.1:{rep}"}}
 pipelines:
   - name: condition
@@ -62,7 +62,8 @@ def wait_for(check: object, timeout: float = 30.0) -> None:
 def test_up_end_to_end(tmp_path: Path, workers: int) -> None:
     """With 2 workers the HTTP server runs in other processes than the bus and pipelines:
     their commits must reach them (and the metrics) all the same."""
-    ports = {"http": free_port(), "pub": free_port(), "rep": free_port()}
+    ports = {"http": free_port(), "pub": free_port(), "rep": free_port(),
+             "legacy": free_port()}
     cfg = tmp_path / "quarry.yaml"
     cfg.write_text(CONFIG.format(data=tmp_path / "data", workers=workers, **ports))
     base = f"http://127.0.0.1:{ports['http']}"
@@ -76,13 +77,18 @@ def test_up_end_to_end(tmp_path: Path, workers: int) -> None:
             sse_lines.extend(r.iter_lines())
 
     with running(quarry_cmd("up", "--config", str(cfg)), f"{base}/healthz") as proc, \
-            ctx.socket(zmq.SUB) as sub, ctx.socket(zmq.SUB) as legacy:
+            ctx.socket(zmq.SUB) as sub, ctx.socket(zmq.SUB) as legacy, \
+            ctx.socket(zmq.SUB) as everything:
         sub.setsockopt(zmq.SUBSCRIBE, b"qplan/")
         sub.setsockopt(zmq.RCVTIMEO, 20_000)
         sub.connect(f"tcp://127.0.0.1:{ports['pub']}")
-        legacy.setsockopt(zmq.SUBSCRIBE, b"=====qplan raw")
+        # The original subscribers subscribe to everything, on an endpoint of their own.
+        legacy.setsockopt(zmq.SUBSCRIBE, b"")
         legacy.setsockopt(zmq.RCVTIMEO, 20_000)
-        legacy.connect(f"tcp://127.0.0.1:{ports['pub']}")
+        legacy.connect(f"tcp://127.0.0.1:{ports['legacy']}")
+        everything.setsockopt(zmq.SUBSCRIBE, b"")
+        everything.setsockopt(zmq.RCVTIMEO, 20_000)
+        everything.connect(f"tcp://127.0.0.1:{ports['pub']}")
         sse = threading.Thread(target=read_sse)
         sse.start()
         time.sleep(0.5)  # subscriptions reach the publisher
@@ -95,7 +101,10 @@ def test_up_end_to_end(tmp_path: Path, workers: int) -> None:
         topics = [sub.recv_multipart()[0] for _ in range(3)]
         assert topics == [b"qplan/raw commit", b"qplan/conditioned commit",
                           b"qplan/results commit"]
-        assert legacy.recv() == b"=====qplan raw"
+        assert [legacy.recv_multipart() for _ in range(3)] == [
+            [b"=====qplan raw"], [b"=====qplan conditioned"], [b"=====qplan results"]]
+        main = [everything.recv_multipart() for _ in range(3)]
+        assert [m[0] for m in main] == topics and all(len(m) == 2 for m in main)
         assert httpx.get(f"{base}/datasets/qplan/results/data").content == b"apple,7\npear,2\n"
         cond = httpx.get(f"{base}/datasets/qplan/conditioned/versions").json()["versions"][0]
         assert cond["lineage"] == [{"dataset": "qplan/raw", "version": raw_v1,
@@ -115,7 +124,7 @@ def test_up_end_to_end(tmp_path: Path, workers: int) -> None:
              "not a stacked stream"], capture_output=True, timeout=60, check=True)
         replies = [ast.literal_eval(x) for x in out.stdout.decode().splitlines()]
         assert replies[0] == b"OK" and replies[1].startswith(b"ERROR: ")
-        assert legacy.recv() == b"=====qplan raw"
+        assert legacy.recv_multipart() == [b"=====qplan raw"]
         wait_for(lambda: httpx.get(f"{base}/datasets/qplan/results/data").content
                  == b"apple,1\nkiwi,5\n")
         out = subprocess.run([sys.executable, "-c", REQ, rep, "=====GET qplan results",
@@ -154,7 +163,8 @@ def test_up_end_to_end(tmp_path: Path, workers: int) -> None:
 
 
 def test_up_refuses_a_busy_port(tmp_path: Path) -> None:
-    ports = {"http": free_port(), "pub": free_port(), "rep": free_port()}
+    ports = {"http": free_port(), "pub": free_port(), "rep": free_port(),
+             "legacy": free_port()}
     cfg = tmp_path / "quarry.yaml"
     cfg.write_text(CONFIG.format(data=tmp_path / "data", workers=1, **ports))
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -170,7 +180,8 @@ def test_up_refuses_a_busy_port(tmp_path: Path) -> None:
 def test_up_refuses_a_busy_http_port_before_starting_anything(tmp_path: Path) -> None:
     import socket
 
-    ports = {"http": free_port(), "pub": free_port(), "rep": free_port()}
+    ports = {"http": free_port(), "pub": free_port(), "rep": free_port(),
+             "legacy": free_port()}
     cfg = tmp_path / "quarry.yaml"
     cfg.write_text(CONFIG.format(data=tmp_path / "data", workers=1, **ports))
     with socket.socket() as busy:
@@ -182,10 +193,28 @@ def test_up_refuses_a_busy_http_port_before_starting_anything(tmp_path: Path) ->
     assert not (tmp_path / "data").exists()  # nothing made, nothing announced
 
 
+@pytest.mark.parametrize("key", ["pub", "legacy", "rep"])
+def test_up_refuses_public_zmq_without_curve(tmp_path: Path, key: str) -> None:
+    """The REP endpoint's PUTs run the pipelines' shell commands and the PUBs name every
+    dataset: beyond loopback they need CURVE; without it nothing starts, exit 2."""
+    ports = {"http": free_port(), "pub": free_port(), "rep": free_port(),
+             "legacy": free_port()}
+    cfg = tmp_path / "quarry.yaml"
+    text = CONFIG.format(data=tmp_path / "data", workers=1, **ports)
+    cfg.write_text(text.replace(f"127.0.0.1:{ports[key]}", f"0.0.0.0:{ports[key]}"))
+    r = subprocess.run(quarry_cmd("up", "--config", str(cfg)), capture_output=True,
+                       timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(b"error: config: ")
+    assert b"listens beyond loopback" in r.stderr and b"curve" in r.stderr
+    assert not (tmp_path / "data").exists()  # nothing made, nothing announced
+
+
 def test_truncated_put_commits_nothing(tmp_path: Path) -> None:
     import socket
 
-    ports = {"http": free_port(), "pub": free_port(), "rep": free_port()}
+    ports = {"http": free_port(), "pub": free_port(), "rep": free_port(),
+             "legacy": free_port()}
     cfg = tmp_path / "quarry.yaml"
     cfg.write_text(CONFIG.format(data=tmp_path / "data", workers=1, **ports))
     base = f"http://127.0.0.1:{ports['http']}"

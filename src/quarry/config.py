@@ -6,6 +6,7 @@ Relative paths are relative to the config file's folder.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from quarry.errors import BadRequest, NotFound
+from quarry.errors import BadConfig, BadRequest, NotFound
 from quarry.store.refs import check_dataset_name
 
 ENDPOINT = re.compile(r"(tcp|ipc|inproc)://\S+")
@@ -36,17 +37,46 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """ZeroMQ CURVE for the endpoints bound beyond loopback: the server's key pair and the
+    client public keys let in (both in zmq.auth's certificate format)."""
+
+    server_key: Path  # NAME.key_secret: the server's public and secret keys
+    clients: Path  # a folder of NAME.key files, one per client let in
+
+
+@dataclass(frozen=True)
 class Config:
     data: Path
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1  # HTTP worker processes
     pub: str = "tcp://127.0.0.1:5100"
-    legacy_events: bool = True
+    # The original service's one-frame ``=====<resource>`` notices, on a PUB of their own.
+    legacy_pub: str | None = "tcp://127.0.0.1:5101"
     rep: str | None = "tcp://127.0.0.1:5000"
     stages: tuple[Stage, ...] = ()
     folder: Path = Path(".")
     log_level: str = "warning"
+    curve: Curve | None = None
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """Whether only this machine can connect to ``endpoint``: tcp on a loopback address (or
+    ``localhost``), ipc (a file) or inproc. ``*``, ``0.0.0.0``, an interface name or any
+    other address is reachable from elsewhere."""
+    transport, _, rest = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    host = rest.rpartition(":")[0]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _section(doc: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
@@ -124,11 +154,20 @@ def parse_config(doc: Any, folder: Path) -> Config:
         doc = {}
     if not isinstance(doc, Mapping):
         raise BadRequest("config: the file must hold a mapping")
-    unknown = set(doc) - {"data", "http", "events", "compat", "pipelines", "log_level"}
+    unknown = set(doc) - {"data", "http", "events", "compat", "pipelines", "log_level",
+                          "curve"}
     if unknown:
         raise BadRequest(f"config: unknown key(s): {', '.join(sorted(unknown))}")
     http = _section(doc, "http", {"host", "port", "workers"})
-    events = _section(doc, "events", {"pub", "legacy"})
+    raw_events = doc.get("events") or {}
+    if isinstance(raw_events, Mapping) and "legacy" in raw_events:
+        # Its frames used to share the main PUB; a bare true/false cannot say where they go.
+        raise BadRequest("config: events.legacy was replaced by events.legacy_pub: the "
+                         "endpoint for the original '=====<resource>' frames (false: none)")
+    events = _section(doc, "events", {"pub", "legacy_pub"})
+    pub = _endpoint(events.get("pub", "tcp://127.0.0.1:5100"), "events.pub")
+    legacy_raw = events.get("legacy_pub", "tcp://127.0.0.1:5101")
+    legacy_pub = None if legacy_raw is False else _endpoint(legacy_raw, "events.legacy_pub")
     compat_raw = doc.get("compat", {})
     rep: str | None
     if compat_raw is False:
@@ -136,6 +175,21 @@ def parse_config(doc: Any, folder: Path) -> Config:
     else:
         compat = _section(doc, "compat", {"rep"})
         rep = _endpoint(compat.get("rep", "tcp://127.0.0.1:5000"), "compat.rep")
+    bound = [(k, e) for k, e in (("compat.rep", rep), ("events.pub", pub),
+                                 ("events.legacy_pub", legacy_pub)) if e is not None]
+    for i, (key, endpoint) in enumerate(bound):
+        for other, same in bound[:i]:
+            if endpoint == same:
+                raise BadRequest(f"config: {key} and {other} are both {endpoint}; each needs "
+                                 "an endpoint of its own")
+    curve = _curve(doc, folder)
+    public = [f"{key} {endpoint}" for key, endpoint in bound if not is_local_endpoint(endpoint)]
+    if public and curve is None:
+        # REP's PUTs run the pipelines' shell transforms; the PUBs name closed datasets.
+        raise BadConfig(f"config: {' and '.join(public)} "
+                        f"{'listens' if len(public) == 1 else 'listen'} beyond loopback, "
+                        "where ZeroMQ needs authentication: set 'curve' (server_key, clients; "
+                        "see docs/snapshots.md) or bind to 127.0.0.1")
     port = http.get("port", 8080)
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise BadRequest(f"config: http.port must be a port number, got {port!r}")
@@ -152,10 +206,26 @@ def parse_config(doc: Any, folder: Path) -> Config:
     return Config(
         data=data if data.is_absolute() else folder / data,
         host=str(http.get("host", "127.0.0.1")), port=port, workers=workers,
-        pub=_endpoint(events.get("pub", "tcp://127.0.0.1:5100"), "events.pub"),
-        legacy_events=bool(events.get("legacy", True)), rep=rep, stages=stages,
-        folder=folder, log_level=str(doc.get("log_level", "warning")),
+        pub=pub, legacy_pub=legacy_pub, rep=rep, stages=stages,
+        folder=folder, log_level=str(doc.get("log_level", "warning")), curve=curve,
     )
+
+
+def _curve(doc: Mapping[str, Any], folder: Path) -> Curve | None:
+    if doc.get("curve") is None:
+        return None
+    raw = _section(doc, "curve", {"server_key", "clients"})
+    paths = []
+    for key, want, exists in (("server_key", "a file", Path.is_file),
+                              ("clients", "a folder", Path.is_dir)):
+        value = raw.get(key)
+        if not isinstance(value, str) or not value:
+            raise BadConfig(f"config: curve.{key} must be the path of {want}")
+        path = Path(value) if Path(value).is_absolute() else folder / value
+        if not exists(path):
+            raise BadConfig(f"config: curve.{key}: {path} is not {want}")
+        paths.append(path)
+    return Curve(paths[0], paths[1])
 
 
 def load_config(path: Path) -> Config:

@@ -23,6 +23,7 @@ from quarry.config import Config
 from quarry.engine import Engine
 from quarry.events.bus import POLL, Bus
 from quarry.events.compat import CompatEndpoint
+from quarry.events.curve import Gatekeeper, load_keys
 from quarry.events.pipelines import Outcome, Pipelines, check_stage_kinds
 from quarry.server.app import create_app
 from quarry.server.metrics import Metrics
@@ -37,16 +38,22 @@ class Services:
     def __init__(self, config: Config, store: Store, metrics: Metrics | None = None, *,
                  poll: float = POLL, engine: Engine | None = None) -> None:
         check_stage_kinds(config.stages)
+        keys = load_keys(config.curve) if config.curve is not None else None
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.gate: Gatekeeper | None = None
         try:
-            self.bus = Bus(store, self.ctx, config.pub, legacy=config.legacy_events,
-                           poll=poll)
+            if keys is not None:
+                self.gate = Gatekeeper(self.ctx, keys)
+            self.bus = Bus(store, self.ctx, config.pub, legacy_endpoint=config.legacy_pub,
+                           gate=self.gate, poll=poll)
             # Beside an in-process HTTP server, GETs resolve through its engine: HEAD and
             # names cached, moved at once by this process's commits.
             self.compat = CompatEndpoint(
-                store, self.ctx, config.rep,
+                store, self.ctx, config.rep, gate=self.gate,
                 resolve=None if engine is None else engine.resolve) if config.rep else None
         except BaseException:
+            if self.gate is not None:
+                self.gate.stop()
             self.ctx.destroy(linger=0)
             raise
         observer = None
@@ -75,6 +82,8 @@ class Services:
         self.pipelines.stop()
         self.bus.stop()
         self.bus.join(5)
+        if self.gate is not None:
+            self.gate.stop()  # its socket is the context's too: term() would wait for it
         self.ctx.term()
 
 
@@ -151,5 +160,6 @@ def _run_workers(config: Config, store: Store,
 def _banner(config: Config) -> str:
     workers = f" ({config.workers} workers)" if config.workers > 1 else ""
     return (f"quarry up: http://{config.host}:{config.port}{workers} · events {config.pub} · "
+            f"legacy events {config.legacy_pub or 'off'} · "
             f"snapshot service {config.rep or 'off'} · "
             f"{len(config.stages)} pipeline stage(s) · data {config.data}")

@@ -34,7 +34,17 @@ def subscriber(ctx: Ctx, endpoint: str, topic: bytes) -> zmq.Socket[bytes]:
     return sub
 
 
-def test_publishes_commits_alias_moves_and_legacy_frames(store: Store, ctx: Ctx) -> None:
+def drain(sock: zmq.Socket[bytes], wait: float = 0.5) -> list[list[bytes]]:
+    """Every message that arrives within ``wait`` seconds of the last one."""
+    got = []
+    while sock.poll(int(wait * 1000)):
+        got.append(sock.recv_multipart())
+    return got
+
+
+def test_main_endpoint_carries_only_json_events(store: Store, ctx: Ctx) -> None:
+    """A subscriber to everything on the main PUB (as Quarry's own clients are) gets two-frame
+    JSON events only: the original service's single frames have an endpoint of their own."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     bus = Bus(store, ctx, endpoint)
     bus.start()
@@ -42,18 +52,39 @@ def test_publishes_commits_alias_moves_and_legacy_frames(store: Store, ctx: Ctx)
         with subscriber(ctx, endpoint, b"") as sub:
             r = store.commit(snap(store, "qplan/raw", b"data"))
             store.set_alias("qplan/raw", "prod", r.version)
-            got = [sub.recv_multipart() for _ in range(3)]
+            got = drain(sub)
     finally:
         bus.stop()
         bus.join(5)
-    assert got[0][0] == b"qplan/raw commit"
+    assert [m[0] for m in got] == [b"qplan/raw commit", b"qplan/raw alias"]
+    assert all(len(m) == 2 for m in got), got
     body = orjson.loads(got[0][1])
     assert {k: body[k] for k in ("dataset", "event", "version", "parent", "size")} == {
         "dataset": "qplan/raw", "event": "commit", "version": r.version, "parent": None,
         "size": 4}
     assert body["time"] > 0
-    assert got[1] == [b"=====qplan raw"]
-    assert got[2][0] == b"qplan/raw alias" and orjson.loads(got[2][1])["alias"] == "prod"
+    assert orjson.loads(got[1][1])["alias"] == "prod"
+
+
+def test_legacy_endpoint_carries_only_the_original_frames(store: Store, ctx: Ctx) -> None:
+    """An original subscriber subscribes to everything and reads one frame per message:
+    ``=====<resource>`` for each new version, nothing for alias moves or failures."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    legacy = f"tcp://127.0.0.1:{free_port()}"
+    bus = Bus(store, ctx, endpoint, legacy_endpoint=legacy)
+    bus.start()
+    try:
+        with subscriber(ctx, legacy, b"") as old, subscriber(ctx, endpoint, b"") as new:
+            r = store.commit(snap(store, "qplan/raw", b"data"))
+            store.set_alias("qplan/raw", "prod", r.version)
+            store.commit(snap(store, "solo", b"x"))
+            got_old, got_new = drain(old), drain(new)
+    finally:
+        bus.stop()
+        bus.join(5)
+    assert got_old == [[b"=====qplan raw"], [b"=====solo"]]
+    assert [m[0] for m in got_new] == [b"qplan/raw commit", b"qplan/raw alias", b"solo commit"]
+    assert all(len(m) == 2 for m in got_new)
 
 
 def test_address_in_use_is_a_clear_error(store: Store, ctx: Ctx) -> None:
@@ -91,7 +122,7 @@ def test_events_keep_journal_order_when_another_writer_comes_between(store: Stor
     """This process's commits are published by the committing thread; a commit another
     process journaled before one of them is published first, by the bus thread."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    bus = Bus(store, ctx, endpoint, legacy=False, poll=30.0)  # no polling: wakes only
+    bus = Bus(store, ctx, endpoint, poll=30.0)  # no polling: wakes only
     bus.start()
     other = Store(store.root)  # another writer: the bus hears nothing of its commits
     try:

@@ -38,12 +38,22 @@ def register(app: typer.Typer) -> None:
             "--count", "-n", min=0, help="Exit after this many events (0: never).")] = 0,
         event: Annotated[str | None, typer.Option(
             "--event", help="Only this event: commit, alias or failed.")] = None,
+        server_key: Annotated[Path | None, typer.Option(
+            "--server-key", help="CURVE: the server's public certificate (NAME.key), for a "
+                                 "bus bound beyond loopback.")] = None,
+        key: Annotated[Path | None, typer.Option(
+            "--key", help="CURVE: this client's certificate (NAME.key_secret), one the "
+                          "server lets in.")] = None,
     ) -> None:
         """Print change events from the bus as JSON lines, one per event."""
         import zmq
 
+        with errors():
+            curve = _client_keys(server_key, key)
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         sock = ctx.socket(zmq.SUB)
+        if curve is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
         # Subscribe to the literal part of the pattern; the glob is checked here.
         literal = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
         sock.setsockopt(zmq.SUBSCRIBE, literal.encode())
@@ -59,7 +69,7 @@ def register(app: typer.Typer) -> None:
             while count == 0 or seen < count:
                 frames = sock.recv_multipart()
                 if len(frames) != 2:
-                    continue  # the original service's single-frame notices
+                    continue  # not an event (e.g. an original-style publisher's notice)
                 dataset, _, name = frames[0].decode("utf-8", "replace").rpartition(" ")
                 if not fnmatch.fnmatchcase(dataset, pattern) or (event and name != event):
                     continue
@@ -71,6 +81,24 @@ def register(app: typer.Typer) -> None:
         finally:
             sock.close(0)
             ctx.term()
+
+    def _client_keys(server_key: Path | None,
+                     key: Path | None) -> tuple[bytes, bytes, bytes] | None:
+        """(server public, client public, client secret) for CURVE, or None for plain."""
+        if server_key is None and key is None:
+            return None
+        if server_key is None or key is None:
+            raise BadRequest("CURVE needs both --server-key and --key")
+        import zmq.auth
+
+        try:
+            server_public, _ = zmq.auth.load_certificate(server_key)
+            public, secret = zmq.auth.load_certificate(key)
+        except (OSError, ValueError) as e:
+            raise BadRequest(f"cannot read a CURVE certificate: {e}") from None
+        if secret is None:
+            raise BadRequest(f"--key {key} holds no secret key; give the NAME.key_secret file")
+        return server_public, public, secret
 
     pipeline = typer.Typer(no_args_is_help=True, help="Inspect and retry pipeline stages.")
     app.add_typer(pipeline, name="pipeline")

@@ -1,10 +1,11 @@
 """The event bus: tails the store's event journal and publishes each event on ZeroMQ PUB.
 
 Messages are two frames, ``[b"<dataset> <event>", <JSON body>]``, so a subscriber filters by
-topic prefix (``qplan/raw `` with the space, or ``qplan/`` for a whole family). For the
-original snapshot service's subscribers each new version is also sent as the single frame
-``=====<resource>`` (``=====qplan raw``). In-process subscribers (pipelines) get the same
-events through ``subscribe``.
+topic prefix (``qplan/raw `` with the space, or ``qplan/`` for a whole family). The original
+snapshot service's subscribers get each new version as the single frame ``=====<resource>``
+(``=====qplan raw``) on a PUB endpoint of their own: they subscribe to everything and read one
+frame, so a JSON event on their socket would break them, as a single frame would break a
+reader of two. In-process subscribers (pipelines) get the same events through ``subscribe``.
 """
 
 from __future__ import annotations
@@ -15,18 +16,30 @@ from collections.abc import Callable
 
 import zmq
 
-from quarry.errors import Unavailable
+from quarry.config import is_local_endpoint
+from quarry.errors import BadConfig, Unavailable
+from quarry.events.curve import Gatekeeper
 from quarry.events.stacked import HEADER, dataset_to_resource
 from quarry.store import Store
 from quarry.store.journal import COMMIT, Event
 
 DEFAULT_PUB = "tcp://127.0.0.1:5100"
+DEFAULT_LEGACY_PUB = "tcp://127.0.0.1:5101"
 POLL = 0.05  # how soon a commit made by another process is published, at most
 
 
-def bind(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str) -> zmq.Socket[bytes]:
+def bind(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, endpoint: str,
+         gate: Gatekeeper | None = None) -> zmq.Socket[bytes]:
+    """A socket bound to ``endpoint``: CURVE through ``gate`` beyond loopback, where one
+    without authentication is refused; plain on loopback, for the original clients."""
+    local = is_local_endpoint(endpoint)
+    if not local and gate is None:
+        raise BadConfig(f"{endpoint} listens beyond loopback, where ZeroMQ needs "
+                        "authentication: configure 'curve' or bind it to 127.0.0.1")
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 500)
+    if not local and gate is not None:
+        gate.secure(sock)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as e:
@@ -48,13 +61,20 @@ class Bus(threading.Thread):
     """
 
     def __init__(self, store: Store, ctx: zmq.Context[zmq.Socket[bytes]],
-                 endpoint: str = DEFAULT_PUB, *, legacy: bool = True,
-                 poll: float = POLL) -> None:
+                 endpoint: str = DEFAULT_PUB, *, legacy_endpoint: str | None = None,
+                 gate: Gatekeeper | None = None, poll: float = POLL) -> None:
         super().__init__(name="quarry-bus", daemon=True)
         self.endpoint = endpoint
-        self.legacy = legacy
+        self.legacy_endpoint = legacy_endpoint
         # Bound here, in the caller's thread, so "address in use" is reported at start-up.
-        self._sock = bind(ctx, zmq.PUB, endpoint)
+        self._sock = bind(ctx, zmq.PUB, endpoint, gate)
+        self._legacy: zmq.Socket[bytes] | None = None
+        if legacy_endpoint is not None:
+            try:
+                self._legacy = bind(ctx, zmq.PUB, legacy_endpoint, gate)
+            except BaseException:
+                self._sock.close(0)
+                raise
         self._store = store
         self._poll = poll
         # Reentrant: a subscriber may commit, which publishes from within a publication.
@@ -104,11 +124,13 @@ class Bus(threading.Thread):
                 if self._on_local in self._store.journal_listeners:
                     self._store.journal_listeners.remove(self._on_local)
                 self._sock.close()
+                if self._legacy is not None:
+                    self._legacy.close()
 
     def _publish(self, event: Event) -> None:
         self._sock.send_multipart([event.topic.encode(), event.encode()])
-        if self.legacy and event.event == COMMIT:
-            self._sock.send((HEADER + dataset_to_resource(event.dataset)).encode())
+        if self._legacy is not None and event.event == COMMIT:
+            self._legacy.send((HEADER + dataset_to_resource(event.dataset)).encode())
         self.published += 1
         for callback in self._subscribers:
             try:

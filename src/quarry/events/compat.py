@@ -17,6 +17,7 @@ import zmq
 from quarry.datasets.kinds import WriteOptions, put_bytes, read_data
 from quarry.errors import QuarryError
 from quarry.events.bus import bind
+from quarry.events.curve import Gatekeeper
 from quarry.events.stacked import (
     Malformed,
     Section,
@@ -110,12 +111,15 @@ def handle(store: Store, message: bytes, cache: ReplyCache | None = None,
 class CompatEndpoint(threading.Thread):
     def __init__(self, store: Store, ctx: zmq.Context[zmq.Socket[bytes]],
                  endpoint: str = DEFAULT_REP, *,
-                 resolve: Callable[[str, str | None], str] | None = None) -> None:
+                 resolve: Callable[[str, str | None], str] | None = None,
+                 gate: Gatekeeper | None = None) -> None:
         super().__init__(name="quarry-compat", daemon=True)
         self.endpoint = endpoint
         self._store = store
         self._resolve = resolve
-        self._sock = bind(ctx, zmq.REP, endpoint)
+        # Its PUTs run the pipelines (shell commands among them): beyond loopback only the
+        # clients ``gate`` lets in may send, and ``bind`` refuses to listen without one.
+        self._sock = bind(ctx, zmq.REP, endpoint, gate)
         self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
         self._halt = threading.Event()
         self.served = 0
