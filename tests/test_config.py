@@ -117,3 +117,13 @@ def test_bad_curve_sections(tmp_path: Path, curve: object, why: str) -> None:
     (tmp_path / "k").write_text("")
     with pytest.raises(BadRequest, match=why):
         parse_config({"curve": curve}, tmp_path)
+
+
+def test_access_section(tmp_path: Path) -> None:
+    cfg = parse_config({"access": {"token": "t0k", "closed": ["vault", "a/b"]}}, tmp_path)
+    assert cfg.token == "t0k" and cfg.closed == ("vault", "a/b")
+    assert parse_config({}, tmp_path).token is None
+    for bad in ({"token": ""}, {"token": 5}, {"closed": "vault"}, {"closed": ["a/lines"]},
+                {"other": 1}):
+        with pytest.raises(BadRequest):
+            parse_config({"access": bad}, tmp_path)

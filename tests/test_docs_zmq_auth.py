@@ -26,8 +26,8 @@ BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 def section(title: str) -> str:
     start = DOC.index(f"### {title}")
-    end = DOC.find("\n## ", start)
-    return DOC[start:] if end < 0 else DOC[start:end]
+    ends = [e for e in (DOC.find("\n## ", start), DOC.find("\n### ", start + 4)) if e >= 0]
+    return DOC[start:min(ends)] if ends else DOC[start:]
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
@@ -36,8 +36,10 @@ def blocks(text: str) -> list[tuple[str, str]]:
 
 def test_every_yaml_block_parses(tmp_path: Path) -> None:
     found = [body for lang, body in blocks(DOC) if lang == "yaml"]
-    assert len(found) == 2
+    assert len(found) == 3
     parse_config(yaml.safe_load(found[0]), tmp_path)
+    access = parse_config(yaml.safe_load(found[2]), tmp_path)
+    assert access.token == "t0k" and access.closed == ("vault",)
     # The CURVE example names key files: they must exist (see the test below for real ones).
     (tmp_path / "keys" / "clients").mkdir(parents=True)
     (tmp_path / "keys" / "server.key_secret").write_text("")

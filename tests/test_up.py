@@ -228,3 +228,28 @@ def test_truncated_put_commits_nothing(tmp_path: Path) -> None:
         assert httpx.get(f"{base}/datasets/t/data").content == b"kept"
         assert len(httpx.get(f"{base}/datasets/t/versions").json()["versions"]) == 1
     assert list((tmp_path / "data" / "tmp").iterdir()) == []
+
+
+def test_up_access_closes_http_and_zeromq_alike(tmp_path: Path) -> None:
+    """`access` in quarry.yaml: one policy for the HTTP app and the ZeroMQ endpoint (its
+    loopback clients carry no credentials, so a closed dataset is refused to them)."""
+    ports = {"http": free_port(), "pub": free_port(), "rep": free_port(),
+             "legacy": free_port()}
+    cfg = tmp_path / "quarry.yaml"
+    cfg.write_text(CONFIG.format(data=tmp_path / "data", workers=1, **ports)
+                   + "access: {token: t0k, closed: [vault]}\n")
+    base = f"http://127.0.0.1:{ports['http']}"
+    auth = {"authorization": "Bearer t0k"}
+    with running(quarry_cmd("up", "--config", str(cfg)), f"{base}/healthz"):
+        assert httpx.put(f"{base}/datasets/open", content=b"x").status_code == 401
+        assert httpx.put(f"{base}/datasets/open", content=b"x", headers=auth).status_code == 201
+        assert httpx.put(f"{base}/datasets/vault/a", content=b"secret",
+                         headers=auth).status_code == 201
+        assert httpx.get(f"{base}/datasets/vault/a/data").status_code == 401
+        assert "vault" not in httpx.get(f"{base}/datasets").text
+        out = subprocess.run([sys.executable, "-c", REQ, f"tcp://127.0.0.1:{ports['rep']}",
+                              "=====GET vault a", "=====GET open"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        replies = [ast.literal_eval(line) for line in out.splitlines()]
+        assert replies[0].startswith(b"ERROR: dataset vault is closed")
+        assert replies[1].endswith(b"=====data\n\tx")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 
@@ -57,6 +58,8 @@ class Caller:
 
 
 ANONYMOUS = Caller(authorized=False)
+# A client that proved itself another way: a ZeroMQ CURVE client the server's key list let in.
+TRUSTED = Caller(authorized=True)
 
 
 class AccessPolicy:
@@ -122,6 +125,14 @@ class AccessPolicy:
 
     def visible(self, caller: Caller, names: Iterable[str]) -> list[str]:
         return [n for n in names if self.may_read(caller, n)]
+
+    def may_see_event(self, caller: Caller, dataset: str, extra: Mapping[str, Any]) -> bool:
+        """An event is seen only by callers who may read every dataset it names: a
+        pipeline's failure names its source (and carries the transform's stderr, made from
+        the source's data)."""
+        source = extra.get("source")
+        return self.may_read(caller, dataset) and (
+            not isinstance(source, str) or self.may_read(caller, source))
 
     # -- writes --------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ Relative paths are relative to the config file's folder.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from quarry.access import is_loopback
 from quarry.errors import BadConfig, BadRequest, NotFound
 from quarry.store.refs import check_dataset_name
 
@@ -59,6 +59,11 @@ class Config:
     folder: Path = Path(".")
     log_level: str = "warning"
     curve: Curve | None = None
+    # HTTP writes need this token (Authorization: Bearer); QUARRY_TOKEN when not set here.
+    token: str | None = None
+    # Datasets (and names under them) that need the token over HTTP and a CURVE client over
+    # ZeroMQ; their events go only to those.
+    closed: tuple[str, ...] = ()
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -71,12 +76,7 @@ def is_local_endpoint(endpoint: str) -> bool:
     host = rest.rpartition(":")[0]
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(host)
 
 
 def _section(doc: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
@@ -155,7 +155,7 @@ def parse_config(doc: Any, folder: Path) -> Config:
     if not isinstance(doc, Mapping):
         raise BadRequest("config: the file must hold a mapping")
     unknown = set(doc) - {"data", "http", "events", "compat", "pipelines", "log_level",
-                          "curve"}
+                          "curve", "access"}
     if unknown:
         raise BadRequest(f"config: unknown key(s): {', '.join(sorted(unknown))}")
     http = _section(doc, "http", {"host", "port", "workers"})
@@ -202,12 +202,22 @@ def parse_config(doc: Any, folder: Path) -> Config:
         raise BadRequest("config: 'pipelines' must be a list of stages")
     stages = tuple(_stage(s, i) for i, s in enumerate(raw_stages))
     _check_graph(stages)
+    access = _section(doc, "access", {"token", "closed"})
+    token = access.get("token")
+    if token is not None and not (isinstance(token, str) and token):
+        raise BadRequest("config: access.token must be a non-empty string")
+    closed = access.get("closed", [])
+    if not (isinstance(closed, list) and all(isinstance(c, str) for c in closed)):
+        raise BadRequest("config: access.closed must be a list of dataset names")
+    for name in closed:
+        check_dataset_name(name)
     data = Path(str(doc.get("data", "quarry-data")))
     return Config(
         data=data if data.is_absolute() else folder / data,
         host=str(http.get("host", "127.0.0.1")), port=port, workers=workers,
         pub=pub, legacy_pub=legacy_pub, rep=rep, stages=stages,
         folder=folder, log_level=str(doc.get("log_level", "warning")), curve=curve,
+        token=token, closed=tuple(closed),
     )
 
 

@@ -19,6 +19,7 @@ import uvicorn
 import zmq
 
 from quarry import logs
+from quarry.access import AccessPolicy
 from quarry.config import Config
 from quarry.engine import Engine
 from quarry.events.bus import POLL, Bus
@@ -30,6 +31,11 @@ from quarry.server.metrics import Metrics
 from quarry.server.runner import PROTOCOL, check_listen, serve, shared_metrics
 from quarry.server.settings import ServeSettings
 from quarry.store import Store
+
+
+def access_policy(config: Config) -> AccessPolicy:
+    """The policy the HTTP app builds from the same settings (see server/app.py)."""
+    return AccessPolicy(config.token, config.host, config.closed)
 
 
 class Services:
@@ -44,12 +50,14 @@ class Services:
         try:
             if keys is not None:
                 self.gate = Gatekeeper(self.ctx, keys)
+            # One access policy for the HTTP app and both ZeroMQ surfaces.
+            policy = access_policy(config)
             self.bus = Bus(store, self.ctx, config.pub, legacy_endpoint=config.legacy_pub,
-                           gate=self.gate, poll=poll)
+                           gate=self.gate, poll=poll, policy=policy)
             # Beside an in-process HTTP server, GETs resolve through its engine: HEAD and
             # names cached, moved at once by this process's commits.
             self.compat = CompatEndpoint(
-                store, self.ctx, config.rep, gate=self.gate,
+                store, self.ctx, config.rep, gate=self.gate, policy=policy,
                 resolve=None if engine is None else engine.resolve) if config.rep else None
         except BaseException:
             if self.gate is not None:
@@ -99,7 +107,8 @@ def run_up(config: Config, *, announce: Callable[[str], None] | None = None) -> 
         return
     engine = Engine(store)
     settings = ServeSettings(data=str(config.data), host=config.host, port=config.port,
-                             log_level=config.log_level)
+                             log_level=config.log_level, token=config.token,
+                             closed=config.closed)
     app = create_app(engine, settings)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, http=PROTOCOL, loop="uvloop",
@@ -138,7 +147,8 @@ WORKER_POLL = 0.002
 def _run_workers(config: Config, store: Store,
                  announce: Callable[[str], None] | None) -> None:
     settings = ServeSettings(data=str(config.data), host=config.host, port=config.port,
-                             log_level=config.log_level, workers=config.workers)
+                             log_level=config.log_level, workers=config.workers,
+                             token=config.token, closed=config.closed)
     with shared_metrics(config.workers):
         # prometheus_client chose where values live when it was imported; this process's
         # counters (events, pipeline runs) must go to the workers' shared files as well.

@@ -11,6 +11,7 @@ import pytest
 import zmq
 import zmq.auth
 
+from quarry.access import AccessPolicy
 from quarry.config import Curve
 from quarry.errors import BadConfig
 from quarry.events.bus import Bus
@@ -169,3 +170,57 @@ def test_bad_keys_are_clear_config_errors(keys: Path, tmp_path: Path) -> None:
     ]:
         with pytest.raises(BadConfig, match=why):
             load_keys(Curve(server_key, clients))
+
+
+def test_closed_datasets_only_for_curve_clients(store: Store, ctx: Ctx, keys: Path) -> None:
+    """The access policy that closes datasets over HTTP closes them over ZeroMQ too: a
+    plain (loopback) client neither reads nor writes one, nor hears of its versions; a CURVE
+    client the gate let in does."""
+    policy = AccessPolicy("t0k", "127.0.0.1", closed=["closed"])
+    store.commit(snap(store, "closed/plan", b"secret"))
+    gate = Gatekeeper(ctx, curve(keys))
+    local, public = f"tcp://127.0.0.1:{free_port()}", PUBLIC.format(free_port())
+    eps = [CompatEndpoint(store, ctx, e, gate=gate, policy=policy) for e in (local, public)]
+    pubs = [f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"]
+    bus = Bus(store, ctx, pubs[0], legacy_endpoint=pubs[1], gate=gate, policy=policy)
+    for t in (*eps, bus):
+        t.start()
+    subs = []
+    try:
+        for endpoint in pubs:
+            sub = client(ctx, zmq.SUB, None)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(endpoint)
+            subs.append(sub)
+        time.sleep(0.5)
+        with client(ctx, zmq.REQ, None) as req:
+            req.connect(local)
+            for msg in (b"=====GET closed plan", b"=====PUT closed plan\n\tx",
+                        b"=====PUT closed new\n\tx"):
+                req.send(msg)
+                reply = req.recv()
+                assert reply.startswith(b"ERROR: dataset closed is closed") and (
+                    b"secret" not in reply), msg
+            req.send(b"=====PUT open plan\n\tfine")
+            assert req.recv() == b"OK"
+        with client(ctx, zmq.REQ, keys) as req:
+            req.connect(public.replace("0.0.0.0", "127.0.0.1"))
+            req.send(b"=====GET closed plan")
+            assert req.recv().endswith(b"=====data\n\tsecret")
+        store.commit(snap(store, "closed/plan", b"secret 2"))
+        store.commit(snap(store, "open/last", b"x"))
+        # Plain subscribers hear of the open datasets only.
+        main, legacy = subs
+        assert main.recv_multipart()[0] == b"open/plan commit"
+        assert main.recv_multipart()[0] == b"open/last commit"
+        assert legacy.recv_multipart() == [b"=====open plan"]
+        assert legacy.recv_multipart() == [b"=====open last"]
+    finally:
+        for sub in subs:
+            sub.close()
+        for t in (*eps, bus):
+            t.stop()
+            t.join(5)
+        gate.stop()
+    assert store.history("closed/plan")[0] != store.history("closed/plan")[-1]
+    assert "closed/new" not in store.datasets()

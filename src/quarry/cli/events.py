@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +28,9 @@ def register(app: typer.Typer) -> None:
 
         with errors():
             cfg = load_config(config)
+            if cfg.token is None and os.environ.get("QUARRY_TOKEN"):
+                # As `quarry serve --token` falls back to it.
+                cfg = dataclasses.replace(cfg, token=os.environ["QUARRY_TOKEN"])
             run_up(cfg, announce=lambda s: print(s, file=sys.stderr, flush=True))
 
     @app.command()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import zmq
 
+from quarry.access import ANONYMOUS, AccessPolicy
 from quarry.config import is_local_endpoint
 from quarry.errors import BadConfig, Unavailable
 from quarry.events.curve import Gatekeeper
@@ -62,7 +63,8 @@ class Bus(threading.Thread):
 
     def __init__(self, store: Store, ctx: zmq.Context[zmq.Socket[bytes]],
                  endpoint: str = DEFAULT_PUB, *, legacy_endpoint: str | None = None,
-                 gate: Gatekeeper | None = None, poll: float = POLL) -> None:
+                 gate: Gatekeeper | None = None, poll: float = POLL,
+                 policy: AccessPolicy | None = None) -> None:
         super().__init__(name="quarry-bus", daemon=True)
         self.endpoint = endpoint
         self.legacy_endpoint = legacy_endpoint
@@ -77,6 +79,12 @@ class Bus(threading.Thread):
                 raise
         self._store = store
         self._poll = poll
+        # A plain (loopback) PUB's subscribers are anonymous: events of closed datasets are
+        # not sent there. A CURVE PUB's subscribers all passed the gate's key list.
+        self._policy = policy
+        self._open_only = (policy is not None and is_local_endpoint(endpoint),
+                           policy is not None and legacy_endpoint is not None
+                           and is_local_endpoint(legacy_endpoint))
         # Reentrant: a subscriber may commit, which publishes from within a publication.
         self._lock = threading.RLock()
         self._open = True
@@ -128,8 +136,12 @@ class Bus(threading.Thread):
                     self._legacy.close()
 
     def _publish(self, event: Event) -> None:
-        self._sock.send_multipart([event.topic.encode(), event.encode()])
-        if self._legacy is not None and event.event == COMMIT:
+        seen = (self._policy is None
+                or self._policy.may_see_event(ANONYMOUS, event.dataset, event.extra))
+        if seen or not self._open_only[0]:
+            self._sock.send_multipart([event.topic.encode(), event.encode()])
+        if (self._legacy is not None and event.event == COMMIT
+                and (seen or not self._open_only[1])):
             self._legacy.send((HEADER + dataset_to_resource(event.dataset)).encode())
         self.published += 1
         for callback in self._subscribers:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import zmq
 
+from quarry.access import ANONYMOUS, TRUSTED, AccessPolicy, Caller
+from quarry.config import is_local_endpoint
 from quarry.datasets.kinds import WriteOptions, put_bytes, read_data
 from quarry.errors import QuarryError
 from quarry.events.bus import bind
@@ -60,10 +62,13 @@ class ReplyCache:
 
 
 def handle(store: Store, message: bytes, cache: ReplyCache | None = None,
-           resolve: Callable[[str, str | None], str] | None = None) -> bytes:
+           resolve: Callable[[str, str | None], str] | None = None,
+           access: tuple[AccessPolicy, Caller] | None = None) -> bytes:
     """The reply to one message. ``resolve`` turns (dataset, version or None) into a version
     id; the store's own by default, an engine's (which caches HEAD and resolved names) when
-    the endpoint runs beside the HTTP server."""
+    the endpoint runs beside the HTTP server. ``access``: the policy and who is asking (a
+    CURVE client let in, or an anonymous one on loopback); closed datasets are refused to
+    callers the policy does not authorize, for PUTs as for GETs."""
     try:
         sections = parse(message)
     except Malformed as e:
@@ -80,6 +85,9 @@ def handle(store: Store, message: bytes, cache: ReplyCache | None = None,
         return error(f"one command per message; got {len(sections)} sections")
     try:
         dataset = resource_to_dataset(resource)
+        why = None if access is None else access[0].read_denied(access[1], dataset)
+        if why is not None:
+            return error(why.split(":")[0] + ": connect with a CURVE key the server lets in")
         if verb == "PUT":
             put_bytes(store, dataset, data_of(head.lines), default_kind=DEFAULT_KIND,
                       opts=WriteOptions(message="PUT over ZeroMQ"))
@@ -112,7 +120,7 @@ class CompatEndpoint(threading.Thread):
     def __init__(self, store: Store, ctx: zmq.Context[zmq.Socket[bytes]],
                  endpoint: str = DEFAULT_REP, *,
                  resolve: Callable[[str, str | None], str] | None = None,
-                 gate: Gatekeeper | None = None) -> None:
+                 gate: Gatekeeper | None = None, policy: AccessPolicy | None = None) -> None:
         super().__init__(name="quarry-compat", daemon=True)
         self.endpoint = endpoint
         self._store = store
@@ -120,6 +128,10 @@ class CompatEndpoint(threading.Thread):
         # Its PUTs run the pipelines (shell commands among them): beyond loopback only the
         # clients ``gate`` lets in may send, and ``bind`` refuses to listen without one.
         self._sock = bind(ctx, zmq.REP, endpoint, gate)
+        # Every client of a CURVE socket passed the gate's key list; a plain (loopback)
+        # socket's clients are anonymous: no closed dataset for them.
+        caller = ANONYMOUS if is_local_endpoint(endpoint) else TRUSTED
+        self._access = None if policy is None else (policy, caller)
         self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
         self._halt = threading.Event()
         self.served = 0
@@ -137,7 +149,7 @@ class CompatEndpoint(threading.Thread):
                 if len(frames) != 1:
                     reply = error(f"expected one frame, got {len(frames)}")
                 else:
-                    reply = handle(self._store, frames[0], cache, self._resolve)
+                    reply = handle(self._store, frames[0], cache, self._resolve, self._access)
                 self._sock.send(reply)
                 self.served += 1
         finally:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from quarry.access import AccessPolicy, Caller
+from quarry.access import AccessPolicy
 from quarry.engine import Engine
 from quarry.errors import BadRequest
 from quarry.server.middleware import caller_of
@@ -59,14 +59,6 @@ def matches(event: Event, dataset: str | None, kind: str | None) -> bool:
     return kind is None or event.event == kind
 
 
-def visible(policy: AccessPolicy, caller: Caller, event: Event) -> bool:
-    """An event is seen only by callers who may read every dataset it names: a pipeline's
-    failure names its source (and carries the transform's stderr, made from its data)."""
-    source = event.extra.get("source")
-    return policy.may_read(caller, event.dataset) and (
-        not isinstance(source, str) or policy.may_read(caller, source))
-
-
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     journal = engine.store.journal
     wakers = Wakers()
@@ -86,7 +78,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                 waker[1].clear()
                 batch, offset = journal.read(offset)
                 for pos, event in batch:
-                    if matches(event, dataset, kind) and visible(policy, caller, event):
+                    if (matches(event, dataset, kind)
+                            and policy.may_see_event(caller, event.dataset, event.extra)):
                         yield sse(pos, event)
                         sent += 1
                         last_write = time.monotonic()
