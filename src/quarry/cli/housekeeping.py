@@ -66,6 +66,8 @@ def register(app: typer.Typer) -> None:
                           + ("ok" if report.ok else f"{len(report.problems)} problem(s)"),
                           highlight=False)
                 for p in report.problems:
-                    out.print(f"  {p.what} {p.name[:40]}: {p.detail}", highlight=False)
+                    # One line a problem, unwrapped: the details name paths users copy.
+                    out.print(f"  {p.what} {p.name[:40]}: {p.detail}", highlight=False,
+                              markup=False, soft_wrap=True)
             if not report.ok:
                 raise typer.Exit(8)

@@ -90,7 +90,11 @@ def check(store: Store, *, verify_blobs: bool = True) -> FsckReport:
     for name in datasets:
         refs = {"HEAD": store.refs.get(name)}
         refs.update(store.refs.aliases(name))
+        if refs["HEAD"] is None:
+            problems.append(Problem("ref", f"{name} HEAD", _no_head(store, name)))
         for ref, target in refs.items():
+            if ref == "HEAD" and target is None:
+                continue
             if target is None or target not in snaps:
                 problems.append(Problem("ref", f"{name} {ref}",
                                         f"points at {(target or 'nothing')[:12]}, which is "
@@ -107,3 +111,14 @@ def check(store: Store, *, verify_blobs: bool = True) -> FsckReport:
             cursor = parent
     temps = sum(1 for _ in store.tmp_dir.iterdir())
     return FsckReport(blobs, manifests, len(datasets), tuple(problems), temps)
+
+
+def _no_head(store: Store, name: str) -> str:
+    path = store.refs.head_path(name)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return f"{path} is unreadable: {e.strerror or e}"
+    return (f"{path} holds no whole version record ({size} bytes; a commit that failed part "
+            "way, e.g. on a full disk, can leave this): the dataset cannot be read; the next "
+            f"`quarry put {name} FILE` writes HEAD anew, or delete the file")

@@ -274,6 +274,23 @@ class Store:
     def datasets(self) -> list[str]:
         return self.refs.datasets()
 
+    def heads(self) -> tuple[dict[str, Snapshot], dict[str, str]]:
+        """Each dataset's HEAD snapshot, and why the others cannot be read: a damaged ref or
+        manifest makes one dataset unreadable, and a server starts with the rest."""
+        ok: dict[str, Snapshot] = {}
+        bad: dict[str, str] = {}
+        for name in self.datasets():
+            head = self.refs.get(name)
+            if head is None:
+                bad[name] = (f"its HEAD ({self.refs.head_path(name)}) names no version "
+                             "(damaged; run quarry fsck)")
+                continue
+            try:
+                ok[name] = self.snapshot(head)
+            except QuarryError as e:
+                bad[name] = f"{e.detail} (run quarry fsck)"
+        return ok, bad
+
     def head(self, dataset: str) -> str | None:
         return self.refs.get(dataset)
 
