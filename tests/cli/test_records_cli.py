@@ -60,6 +60,20 @@ def test_ingest_logs_rejects_strict_stdin(tmp_path: Path) -> None:
     assert code == 0 and "2,000 in the dataset" in out
 
 
+def test_one_oversized_value_rejects_its_line_not_the_ingest(tmp_path: Path) -> None:
+    """A size above 2^63-1 once aborted the ingest (ArrowInvalid, exit 1) and lost the
+    1,500 good lines around it."""
+    good = (FIXTURES / "accesslogs" / "apache_logs_head1500").read_bytes().splitlines(True)
+    bad = b'10.9.9.9 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 %d\n' % 2**63
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join(good[:700] + [bad] + good[700:]))
+    code, out, err = q(tmp_path, "ingest", "logs", "web", str(log))
+    assert code == 0 and "1,500 records" in out
+    assert "skipped 1 malformed line" in err and "access.log:701:" in err
+    code, _, err = q(tmp_path, "ingest", "logs", "web2", str(log), "--strict")
+    assert code == 2 and ":701: malformed" in err
+
+
 @pytest.mark.slow
 def test_migrated_deployment_served_end_to_end(tmp_path: Path) -> None:
     """The original fixtures through a real server process and the original route."""

@@ -53,6 +53,17 @@ def test_edge_cases() -> None:
     assert b["ts"].timestamp() == 971186136.0 - 5.5 * 3600
 
 
+def test_sizes_beyond_int64_reject_their_line_only() -> None:
+    line = '10.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.0" 200 {}\n'
+    sizes = [2**63 - 1, 2**63, 10**19, 10**30, "0" * 30 + "7", "0" * 30 + str(2**63)]
+    rows, bad = parse("".join(line.format(s) for s in sizes))
+    assert bad == [1, 2, 3, 5]
+    assert [r["size"] for r in rows] == [2**63 - 1, 7]
+    # The same through the path for lines with backslashes (a regex, not a split).
+    rows, bad = parse(line.replace("GET /", 'GET /\\"').format(2**64))
+    assert rows == [] and bad == [0]
+
+
 def test_schema_types() -> None:
     schema = AccessLogParser().schema
     assert schema.field("ip").type == pa.binary(16)

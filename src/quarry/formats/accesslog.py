@@ -72,7 +72,9 @@ class AccessLogParser:
             rows = np.sort(rows)
         ips, ip_ok = parse_ips(to_text(fields["ip"]))
         when = parse_times(to_text(fields["time"]))
-        ok = ip_ok & when.is_valid().to_numpy(zero_copy_only=False)
+        # A size past 2^63-1 rejects its line; cast with the others, it failed the ingest.
+        ok = ip_ok & when.is_valid().to_numpy(zero_copy_only=False) & _fits_int64(
+            fields["size"])
         good = np.zeros(n, dtype=bool)
         good[rows[ok]] = True
         bad = np.flatnonzero(~good & ~blank_mask(lines))
@@ -103,6 +105,19 @@ class AccessLogParser:
             "agent": dict_text("agent"),
         }, schema=self.schema)
         return Parsed(table, bad)
+
+
+def _fits_int64(digits: pa.Array) -> np.ndarray:
+    """Whether each value (digits, or ``-``) fits an int64: fewer than 19 significant
+    digits, or 19 that compare as text at most 2^63-1 (equal widths compare as numbers)."""
+    text = pc.utf8_ltrim(to_text(digits), characters="0")
+    width = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+    fits: np.ndarray = width < 19
+    edge = width == 19
+    if edge.any():
+        small = pc.fill_null(pc.less_equal(text, str(2**63 - 1)), False)
+        fits |= edge & small.to_numpy(zero_copy_only=False)
+    return fits
 
 
 def _per_line(lines: pa.BinaryArray, byte: int) -> np.ndarray:
