@@ -66,7 +66,7 @@ def test_one_oversized_value_rejects_its_line_not_the_ingest(tmp_path: Path) -> 
     good = (FIXTURES / "accesslogs" / "apache_logs_head1500").read_bytes().splitlines(True)
     bad = b'10.9.9.9 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 %d\n' % 2**63
     log = tmp_path / "access.log"
-    log.write_bytes(b"".join(good[:700] + [bad] + good[700:]))
+    log.write_bytes(b"".join([*good[:700], bad, *good[700:]]))
     code, out, err = q(tmp_path, "ingest", "logs", "web", str(log))
     assert code == 0 and "1,500 records" in out
     assert "skipped 1 malformed line" in err and "access.log:701:" in err
