@@ -74,6 +74,41 @@ def test_one_oversized_value_rejects_its_line_not_the_ingest(tmp_path: Path) -> 
     assert code == 2 and ":701: malformed" in err
 
 
+def test_input_that_is_all_malformed_commits_nothing(tmp_path: Path) -> None:
+    """It once committed an empty version (replacing good data) and exited 0."""
+    bad = tmp_path / "bad.log"
+    bad.write_bytes(b"garbage\n\nmore garbage\n")
+    rej = tmp_path / "rej.txt"
+    code, _, err = q(tmp_path, "ingest", "logs", "web", str(bad), "--rejects", str(rej))
+    assert code == 2
+    assert err.startswith("error: all 2 non-blank line(s) were malformed access-log lines "
+                          f"(the first, {bad}:1: 'garbage'); nothing was committed")
+    assert rej.read_bytes() == b"garbage\nmore garbage\n"
+    code, out, _ = q(tmp_path, "ls", "--json")
+    assert code == 0 and orjson.loads(out) == []
+    csv_in = tmp_path / "bad.csv"
+    csv_in.write_bytes(b"ip,ts\nx,1\n1.2.3.4,abc\n")  # the header is not counted
+    code, _, err = q(tmp_path, "ingest", "logs", "iplog", str(csv_in), "-f", "ipts")
+    assert code == 2 and "all 2 non-blank line(s) were malformed ipts lines" in err
+    # Neither a replacing ingest nor an --append may hide a dataset's data behind nothing.
+    code, out, _ = q(tmp_path, "ingest", "logs", "iplog", str(IPLOG / "1k.csv"))
+    assert code == 0 and "1,000 records" in out
+    for extra in ([], ["--append"]):
+        code, _, err = q(tmp_path, "ingest", "logs", "iplog", str(csv_in), *extra)
+        assert code == 2 and "nothing was committed" in err
+    code, out, _ = q(tmp_path, "versions", "iplog", "--json")
+    assert code == 0 and len(orjson.loads(out)) == 1
+
+
+def test_a_table_without_rows_is_refused_by_name(tmp_path: Path) -> None:
+    header = tmp_path / "header.csv"
+    header.write_bytes(b"a,b\n")
+    code, _, err = q(tmp_path, "ingest", "table", "t", str(header))
+    assert code == 2 and err.startswith(
+        "error: column 'a' has no values to tell its type from (the input has 0 row(s)); "
+        "give it with --type a=TYPE")
+
+
 @pytest.mark.slow
 def test_migrated_deployment_served_end_to_end(tmp_path: Path) -> None:
     """The original fixtures through a real server process and the original route."""
