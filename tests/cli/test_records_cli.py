@@ -100,6 +100,23 @@ def test_input_that_is_all_malformed_commits_nothing(tmp_path: Path) -> None:
     assert code == 0 and len(orjson.loads(out)) == 1
 
 
+def test_a_truncated_gzip_names_the_file_and_exits_2(tmp_path: Path) -> None:
+    """It once printed "Aborted." (click's answer to an EOFError) and exited 1."""
+    whole = gzip.compress((FIXTURES / "accesslogs" / "apache_logs_head1500").read_bytes())
+    cut = tmp_path / "access.log.gz"
+    cut.write_bytes(whole[:len(whole) // 2])
+    code, out, _ = q(tmp_path, "ingest", "logs", "web", str(IPLOG / "1k.csv"))
+    assert code == 0
+    code, _, err = q(tmp_path, "ingest", "logs", "web", str(cut))
+    assert code == 2 and "Aborted" not in err
+    assert err.startswith(f"error: {cut}: damaged or truncated gzip data (")
+    assert "nothing was committed" in err
+    code, _, err = q(tmp_path, "ingest", "logs", "web", "-", input=cut.read_bytes())
+    assert code == 2 and err.startswith("error: <stdin>: damaged or truncated gzip data")
+    code, out, _ = q(tmp_path, "versions", "web", "--json")
+    assert code == 0 and len(orjson.loads(out)) == 1
+
+
 def test_a_table_without_rows_is_refused_by_name(tmp_path: Path) -> None:
     header = tmp_path / "header.csv"
     header.write_bytes(b"a,b\n")
