@@ -67,6 +67,14 @@ def _report(res: CommitResult) -> None:
               f"({res.snapshot.size} bytes{count})", highlight=False)
 
 
+def _clean(store: Store) -> None:
+    """Remove temp files that killed writers left (they pile up: hundreds of MB each)."""
+    stale = store.clean_tmp()
+    if stale.count:
+        err.print(f"removed {stale.count} stale temp file(s) of dead writers "
+                  f"({stale.bytes:,} bytes)", highlight=False)
+
+
 def _demo_file() -> Path:
     return Path(str(resources.files("quarry") / "demo" / "frankenstein.txt"))
 
@@ -91,6 +99,7 @@ def register(app: typer.Typer) -> None:
 
         with errors():
             store = Store(data)
+            _clean(store)
             if kind not in (None, "lines") or if_match is not None or (
                     kind is None and store.head(check_dataset_name(name)) is not None
                     and store.snapshot(store.require_head(name)).kind != "lines"):
@@ -192,6 +201,7 @@ def register(app: typer.Typer) -> None:
             check_base(index_base)
             check_listen(host, port)
             store = Store(data)
+            _clean(store)
             heads, damaged = store.heads()
             for bad, why in damaged.items():
                 err.print(f"skipped dataset {bad}: {why}", highlight=False, markup=False,

@@ -31,7 +31,11 @@ class FsckReport:
     manifests: int
     datasets: int
     problems: tuple[Problem, ...]
-    temp_files: int
+    temp_files: int  # every temp file, live writers' included
+    # Left by writers that died before renaming them: not damage, only wasted space, which
+    # the next put or serve reclaims.
+    stale_temp_files: int = 0
+    stale_temp_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -40,6 +44,8 @@ class FsckReport:
     def to_json(self) -> dict[str, object]:
         return {"ok": self.ok, "blobs": self.blobs, "manifests": self.manifests,
                 "datasets": self.datasets, "temp_files": self.temp_files,
+                "stale_temp_files": self.stale_temp_files,
+                "stale_temp_bytes": self.stale_temp_bytes,
                 "problems": [p.to_json() for p in self.problems]}
 
 
@@ -110,7 +116,9 @@ def check(store: Store, *, verify_blobs: bool = True) -> FsckReport:
                                         f"parent {parent[:12]} of {name} is missing"))
             cursor = parent
     temps = sum(1 for _ in store.tmp_dir.iterdir())
-    return FsckReport(blobs, manifests, len(datasets), tuple(problems), temps)
+    stale = store.stale_temps()
+    return FsckReport(blobs, manifests, len(datasets), tuple(problems), temps, stale.count,
+                      stale.bytes)
 
 
 def _no_head(store: Store, name: str) -> str:
