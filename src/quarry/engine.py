@@ -14,7 +14,7 @@ from quarry.budget import budget_from_env, ram_share
 from quarry.datasets.kinds import Data, read_data
 from quarry.datasets.lines import LinesView
 from quarry.datasets.records import RecordsView
-from quarry.errors import BadRequest, NotFound
+from quarry.errors import BadRequest, QuarryError
 from quarry.index.keyset import KeyCatalog
 from quarry.index.payload import default_payload_budget
 from quarry.query.advisor import Workload
@@ -193,7 +193,7 @@ class Engine:
         for name in self.store.datasets():
             try:
                 out.append(self.describe(name))
-            except NotFound:
+            except QuarryError:  # not found, or damaged: fsck reports it, a list goes on
                 continue
         return out
 

@@ -5,11 +5,14 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from quarry.cli import app
+from quarry.server.settings import ServeSettings
 from tests.index.test_line_index import oracle_lines
-from tests.support import FIXTURES, quarry_cmd
+from tests.store.test_full_disk import fail_head_writes
+from tests.support import FIXTURES, free_port, quarry_cmd
 
 FRANKENSTEIN = FIXTURES / "lines" / "frankenstein.txt"
 EXPECTED = oracle_lines(FRANKENSTEIN.read_bytes())
@@ -174,3 +177,43 @@ def test_errors_are_one_unwrapped_line_with_brackets_kept(tmp_path: Path) -> Non
     assert r.exit_code != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(deep) in lines[0] and lines[0].startswith("error:")
+
+
+def test_put_on_a_full_disk_leaves_no_dataset(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk during a first commit once left an empty @HEAD, which stopped serve
+    (exit 3) and fsck (exit 8)."""
+    d = str(tmp_path / "d")
+    assert runner.invoke(app, ["put", "frank", str(FRANKENSTEIN), "--data", d]).exit_code == 0
+    with monkeypatch.context() as m:
+        fail_head_writes(m)
+        r = runner.invoke(app, ["put", "full", str(FRANKENSTEIN), "--data", d])
+    assert r.exit_code == 7 and "no space left on device" in r.stderr
+    assert not (tmp_path / "d" / "refs" / "full" / "@HEAD").exists()
+    assert runner.invoke(app, ["fsck", "--data", d]).exit_code == 0
+    monkeypatch.setattr("quarry.server.runner.run", lambda settings: None)
+    r = runner.invoke(app, ["serve", "--port", str(free_port()), "--data", d])
+    assert r.exit_code == 0 and r.stderr == "" and "serving 1 dataset(s)" in r.stdout
+
+
+def test_serve_skips_a_dataset_with_a_damaged_head(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty @HEAD (as older versions left on a full disk): serve starts with what is
+    whole and names what it skipped; fsck explains the damage."""
+    d = str(tmp_path / "d")
+    assert runner.invoke(app, ["put", "frank", str(FRANKENSTEIN), "--data", d]).exit_code == 0
+    broken = tmp_path / "d" / "refs" / "broken" / "@HEAD"
+    broken.parent.mkdir()
+    broken.write_bytes(b"")
+    started: list[ServeSettings] = []
+    monkeypatch.setattr("quarry.server.runner.run", started.append)
+    r = runner.invoke(app, ["serve", "--port", str(free_port()), "--data", d])
+    assert r.exit_code == 0, r.stderr
+    assert started and started[0].default_dataset == "frank"
+    assert "serving 1 dataset(s)" in r.stdout
+    assert r.stderr.startswith("skipped dataset broken: its HEAD")
+    r = runner.invoke(app, ["fsck", "--data", d])
+    assert r.exit_code == 8
+    assert f"ref broken HEAD: {broken} holds no whole version record (0 bytes" in r.stdout
+    code, out, _ = q(tmp_path / "d", "ls", "--json")
+    assert code == 0 and [x["name"] for x in json.loads(out)] == ["frank"]

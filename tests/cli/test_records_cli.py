@@ -60,6 +60,72 @@ def test_ingest_logs_rejects_strict_stdin(tmp_path: Path) -> None:
     assert code == 0 and "2,000 in the dataset" in out
 
 
+def test_one_oversized_value_rejects_its_line_not_the_ingest(tmp_path: Path) -> None:
+    """A size above 2^63-1 once aborted the ingest (ArrowInvalid, exit 1) and lost the
+    1,500 good lines around it."""
+    good = (FIXTURES / "accesslogs" / "apache_logs_head1500").read_bytes().splitlines(True)
+    bad = b'10.9.9.9 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 %d\n' % 2**63
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join([*good[:700], bad, *good[700:]]))
+    code, out, err = q(tmp_path, "ingest", "logs", "web", str(log))
+    assert code == 0 and "1,500 records" in out
+    assert "skipped 1 malformed line" in err and "access.log:701:" in err
+    code, _, err = q(tmp_path, "ingest", "logs", "web2", str(log), "--strict")
+    assert code == 2 and ":701: malformed" in err
+
+
+def test_input_that_is_all_malformed_commits_nothing(tmp_path: Path) -> None:
+    """It once committed an empty version (replacing good data) and exited 0."""
+    bad = tmp_path / "bad.log"
+    bad.write_bytes(b"garbage\n\nmore garbage\n")
+    rej = tmp_path / "rej.txt"
+    code, _, err = q(tmp_path, "ingest", "logs", "web", str(bad), "--rejects", str(rej))
+    assert code == 2
+    assert err.startswith("error: all 2 non-blank line(s) were malformed access-log lines "
+                          f"(the first, {bad}:1: 'garbage'); nothing was committed")
+    assert rej.read_bytes() == b"garbage\nmore garbage\n"
+    code, out, _ = q(tmp_path, "ls", "--json")
+    assert code == 0 and orjson.loads(out) == []
+    csv_in = tmp_path / "bad.csv"
+    csv_in.write_bytes(b"ip,ts\nx,1\n1.2.3.4,abc\n")  # the header is not counted
+    code, _, err = q(tmp_path, "ingest", "logs", "iplog", str(csv_in), "-f", "ipts")
+    assert code == 2 and "all 2 non-blank line(s) were malformed ipts lines" in err
+    # Neither a replacing ingest nor an --append may hide a dataset's data behind nothing.
+    code, out, _ = q(tmp_path, "ingest", "logs", "iplog", str(IPLOG / "1k.csv"))
+    assert code == 0 and "1,000 records" in out
+    for extra in ([], ["--append"]):
+        code, _, err = q(tmp_path, "ingest", "logs", "iplog", str(csv_in), *extra)
+        assert code == 2 and "nothing was committed" in err
+    code, out, _ = q(tmp_path, "versions", "iplog", "--json")
+    assert code == 0 and len(orjson.loads(out)) == 1
+
+
+def test_a_truncated_gzip_names_the_file_and_exits_2(tmp_path: Path) -> None:
+    """It once printed "Aborted." (click's answer to an EOFError) and exited 1."""
+    whole = gzip.compress((FIXTURES / "accesslogs" / "apache_logs_head1500").read_bytes())
+    cut = tmp_path / "access.log.gz"
+    cut.write_bytes(whole[:len(whole) // 2])
+    code, out, _ = q(tmp_path, "ingest", "logs", "web", str(IPLOG / "1k.csv"))
+    assert code == 0
+    code, _, err = q(tmp_path, "ingest", "logs", "web", str(cut))
+    assert code == 2 and "Aborted" not in err
+    assert err.startswith(f"error: {cut}: damaged or truncated gzip data (")
+    assert "nothing was committed" in err
+    code, _, err = q(tmp_path, "ingest", "logs", "web", "-", input=cut.read_bytes())
+    assert code == 2 and err.startswith("error: <stdin>: damaged or truncated gzip data")
+    code, out, _ = q(tmp_path, "versions", "web", "--json")
+    assert code == 0 and len(orjson.loads(out)) == 1
+
+
+def test_a_table_without_rows_is_refused_by_name(tmp_path: Path) -> None:
+    header = tmp_path / "header.csv"
+    header.write_bytes(b"a,b\n")
+    code, _, err = q(tmp_path, "ingest", "table", "t", str(header))
+    assert code == 2 and err.startswith(
+        "error: column 'a' has no values to tell its type from (the input has 0 row(s)); "
+        "give it with --type a=TYPE")
+
+
 @pytest.mark.slow
 def test_migrated_deployment_served_end_to_end(tmp_path: Path) -> None:
     """The original fixtures through a real server process and the original route."""

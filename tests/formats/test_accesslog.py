@@ -53,6 +53,36 @@ def test_edge_cases() -> None:
     assert b["ts"].timestamp() == 971186136.0 - 5.5 * 3600
 
 
+def test_impossible_times_and_addresses_are_malformed() -> None:
+    line = '{} - - [{}] "GET / HTTP/1.0" 200 1\n'
+    rows, bad = parse("".join(line.format(ip, t) for ip, t in [
+        ("10.0.0.1", "31/Feb/2015:10:00:00 +0000"),  # was 3 March
+        ("10.0.0.1", "10/Oct/2000:13:55:36 +9999"),
+        ("10.0.0.1", "10/Oct/2000:24:00:00 +0000"),
+        ("10.0.0.1", "10/Oct/2000:13:60:00 +0000"),
+        ("10.0.0.1", "00/Oct/2000:13:55:36 +0000"),
+        ("10.0.0.1", "29/Feb/2015:00:00:00 +0000"),
+        ("10.0.0.1", "31/Apr/2015:00:00:00 -07:00"),  # the other layout's path
+        ("01.02.03.04", "10/Oct/2000:13:55:36 +0000"),
+        ("10.0.0.1", "29/Feb/2016:00:00:00 +2359"),  # good: a leap day, the widest zone
+        ("10.0.0.1", "1/Oct/2000:00:00:00 -07:00"),  # good, in the other layout
+    ]))
+    assert bad == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert [r["ts"].isoformat() for r in rows] == ["2016-02-28T00:01:00+00:00",
+                                                   "2000-10-01T07:00:00+00:00"]
+
+
+def test_sizes_beyond_int64_reject_their_line_only() -> None:
+    line = '10.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.0" 200 {}\n'
+    sizes = [2**63 - 1, 2**63, 10**19, 10**30, "0" * 30 + "7", "0" * 30 + str(2**63)]
+    rows, bad = parse("".join(line.format(s) for s in sizes))
+    assert bad == [1, 2, 3, 5]
+    assert [r["size"] for r in rows] == [2**63 - 1, 7]
+    # The same through the path for lines with backslashes (a regex, not a split).
+    rows, bad = parse(line.replace("GET /", 'GET /\\"').format(2**64))
+    assert rows == [] and bad == [0]
+
+
 def test_schema_types() -> None:
     schema = AccessLogParser().schema
     assert schema.field("ip").type == pa.binary(16)

@@ -34,6 +34,17 @@ def test_invalid_addresses_are_flagged() -> None:
         parse_ip("300.1.2.3")
 
 
+def test_leading_zeros_are_refused_as_ambiguous() -> None:
+    texts = ["01.02.03.04", "10.0.0.010", "1.2.3.00", "::ffff:01.2.3.4", "0.0.0.0",
+             "10.0.0.10"]
+    _, ok = parse_ips(pa.array(texts))
+    assert ok.tolist() == [False, False, False, False, True, True]
+    _, ok = parse_ips(pa.array(texts[:3]))  # the all-dotted-quads fast path too
+    assert ok.tolist() == [False, False, False]
+    with pytest.raises(BadRequest):
+        parse_ip("01.02.03.04")
+
+
 def test_zone_ids_and_brackets_are_dropped() -> None:
     ips, ok = parse_ips(pa.array(["fe80::1%eth0", "[2001:db8::1]"]))
     assert ok.all()
@@ -53,13 +64,20 @@ def _reference_v4(text: str) -> int | None:
     if len(parts) != 4 or not all(p.isdigit() and p.isascii() and 1 <= len(p) <= 3
                                   for p in parts):
         return None
+    if any(len(p) > 1 and p.startswith("0") for p in parts):
+        return None  # 010: octal to inet_aton, decimal to others; refused, as inet_pton does
     octets = [int(p) for p in parts]
     if any(o > 255 for o in octets):
         return None
     return (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
 
 
-@given(st.lists(st.one_of(v4, st.text("0123456789.", max_size=17),
+# Dotted quads whose octets may carry leading zeros (01.02.03.04, 10.0.0.010).
+padded_v4 = st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2)), min_size=4,
+                     max_size=4).map(lambda os: ".".join("0" * z + str(o) for o, z in os))
+
+
+@given(st.lists(st.one_of(v4, padded_v4, st.text("0123456789.", max_size=17),
                           st.text("0123456789.:ab -", max_size=8)), max_size=30))
 def test_parse_ipv4_matches_reference(texts: list[str]) -> None:
     from quarry.formats.ipaddr import parse_ipv4

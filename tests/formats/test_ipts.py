@@ -19,3 +19,14 @@ def test_header_only_skipped_on_first_line() -> None:
 def test_last_line_without_newline() -> None:
     batch = split_lines(b"1.2.3.4,1\n1.2.3.5,2", 1, "t")
     assert IpTsParser().parse(batch.lines, 1).table.num_rows == 2
+
+
+def test_times_before_the_epoch_and_padded_octets_are_malformed() -> None:
+    text = b"1.2.3.4,-5\n1.2.3.4,-0\n01.02.03.04,5\n1.2.3.4,0\n1.2.3.4,1e3\n"
+    batch = split_lines(text, 1, "t")
+    parsed = IpTsParser().parse(batch.lines, 1)
+    assert parsed.rejected.tolist() == [0, 1, 2]
+    assert [r["ts"].timestamp() for r in parsed.table.to_pylist()] == [0.0, 1000.0]
+    # A clean-looking block takes the CSV fast path: it must refuse the same lines.
+    for bad in (b"1.2.3.4,-5\n", b"01.02.03.04,5\n"):
+        assert IpTsParser().parse_clean(b"1.2.3.4,1\n" + bad) is None

@@ -65,7 +65,13 @@ def register(app: typer.Typer) -> None:
                           f"{report.datasets} dataset(s): "
                           + ("ok" if report.ok else f"{len(report.problems)} problem(s)"),
                           highlight=False)
+                if report.stale_temp_files:
+                    out.print(f"{report.stale_temp_files} stale temp file(s) of dead writers, "
+                              f"{_size(report.stale_temp_bytes)} (the next quarry put or "
+                              "serve removes them)", highlight=False)
                 for p in report.problems:
-                    out.print(f"  {p.what} {p.name[:40]}: {p.detail}", highlight=False)
+                    # One line a problem, unwrapped: the details name paths users copy.
+                    out.print(f"  {p.what} {p.name[:40]}: {p.detail}", highlight=False,
+                              markup=False, soft_wrap=True)
             if not report.ok:
                 raise typer.Exit(8)

@@ -18,6 +18,7 @@ from quarry.cli.common import (
     IndexOpt,
     check_base,
     dataset_name_for,
+    err,
     errors,
     out,
     progress_bar,
@@ -77,6 +78,14 @@ def _report(res: CommitResult) -> None:
               f"({res.snapshot.size} bytes{count})", highlight=False)
 
 
+def _clean(store: Store) -> None:
+    """Remove temp files that killed writers left (they pile up: hundreds of MB each)."""
+    stale = store.clean_tmp()
+    if stale.count:
+        err.print(f"removed {stale.count} stale temp file(s) of dead writers "
+                  f"({stale.bytes:,} bytes)", highlight=False)
+
+
 def _demo_file() -> Path:
     return Path(str(resources.files("quarry") / "demo" / "frankenstein.txt"))
 
@@ -101,6 +110,7 @@ def register(app: typer.Typer) -> None:
 
         with errors():
             store = Store(data)
+            _clean(store)
             if kind not in (None, "lines") or if_match is not None or (
                     kind is None and store.head(check_dataset_name(name)) is not None
                     and store.snapshot(store.require_head(name)).kind != "lines"):
@@ -204,6 +214,11 @@ def register(app: typer.Typer) -> None:
             check_base(index_base)
             check_listen(host, port)
             store = Store(data)
+            _clean(store)
+            heads, damaged = store.heads()
+            for bad, why in damaged.items():
+                err.print(f"skipped dataset {bad}: {why}", highlight=False, markup=False,
+                          soft_wrap=True)
             if demo and file is None:
                 file = _demo_file()
                 name = name or "demo"
@@ -211,9 +226,10 @@ def register(app: typer.Typer) -> None:
                 name = name or dataset_name_for(file)
                 _report(_put_file(store, name, file, link, index, "added by quarry serve"))
                 default = default or name
+            if file is not None:
+                heads = store.heads()[0]
             if default is None:
-                lines = [d for d in store.datasets() if store.snapshot(
-                    store.require_head(d)).kind == "lines"]
+                lines = [d for d, snap in heads.items() if snap.kind == "lines"]
                 default = lines[0] if len(lines) == 1 else None
             if default is not None:
                 store.require_head(default)
@@ -238,7 +254,7 @@ def register(app: typer.Typer) -> None:
             if token is None and host not in ("127.0.0.1", "localhost", "::1"):
                 out.print("[yellow]warning:[/yellow] listening beyond loopback without "
                           "--token: every write will be refused")
-            out.print(f"serving {len(store.datasets())} dataset(s) from {data} on "
+            out.print(f"serving {len(heads)} dataset(s) from {data} on "
                       f"http://{host}:{port} (default: {default or 'none'}; "
                       f"{workers} worker(s); API docs at /docs)", highlight=False)
         run(settings)

@@ -191,7 +191,8 @@ def ingest(store: Store, name: str, sources: list[Source], *, fmt: str = "auto",
 
     Malformed lines are skipped and counted (the first few kept in the report, all of them
     written raw to ``rejects``), or with ``strict`` abort the ingest before anything is
-    committed. With ``append`` the new version keeps the current version's chunks.
+    committed; so does input whose every line is malformed. With ``append`` the new version
+    keeps the current version's chunks.
     """
     check_dataset_name(name)
     if not 1 <= chunk_rows < ip_index.MAX_ROWS:
@@ -230,6 +231,14 @@ def ingest(store: Store, name: str, sources: list[Source], *, fmt: str = "auto",
             _rejected(report, block.split(), parsed.rejected, strict, rejects)
         report.rows += parsed.table.num_rows
         sorter.add(parsed.table)
+    if report.rows == 0 and report.rejected:
+        # Input that is all malformed is a mistake (a wrong file or format), not an empty
+        # dataset: a version of nothing would replace good data and hide it.
+        r = report.first_rejects[0]
+        raise BadRequest(f"all {report.rejected:,} non-blank line(s) were malformed "
+                         f"{report.format} lines (the first, {r.source}:{r.line}: "
+                         f"{r.text[:200]!r}); nothing was committed",
+                         rejected=report.rejected, source=r.source, line=r.line)
     sorter.finish()
     chunks = base_chunks + writer.chunks
     meta = {"ingest": {"rejected": report.rejected}, **(extra_meta or {})}

@@ -7,10 +7,13 @@ so nothing is lost; ``-`` becomes null.
 Speed: RE2 runs a regex with capture groups several times slower than a plain match, so a
 match (DFA) validates each line and the fields are cut out by splitting on ``"`` and spaces;
 only lines holding a backslash (escaped quotes) go through the capturing regex. Timestamps in
-the standard fixed-width layout are computed from their digits; others go through strptime.
+the standard fixed-width layout are computed from their digits (impossible dates, times and
+zones refused); others go through Python's strptime.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -72,7 +75,9 @@ class AccessLogParser:
             rows = np.sort(rows)
         ips, ip_ok = parse_ips(to_text(fields["ip"]))
         when = parse_times(to_text(fields["time"]))
-        ok = ip_ok & when.is_valid().to_numpy(zero_copy_only=False)
+        # A size past 2^63-1 rejects its line; cast with the others, it failed the ingest.
+        ok = ip_ok & when.is_valid().to_numpy(zero_copy_only=False) & _fits_int64(
+            fields["size"])
         good = np.zeros(n, dtype=bool)
         good[rows[ok]] = True
         bad = np.flatnonzero(~good & ~blank_mask(lines))
@@ -103,6 +108,19 @@ class AccessLogParser:
             "agent": dict_text("agent"),
         }, schema=self.schema)
         return Parsed(table, bad)
+
+
+def _fits_int64(digits: pa.Array) -> np.ndarray:
+    """Whether each value (digits, or ``-``) fits an int64: fewer than 19 significant
+    digits, or 19 that compare as text at most 2^63-1 (equal widths compare as numbers)."""
+    text = pc.utf8_ltrim(to_text(digits), characters="0")
+    width = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+    fits: np.ndarray = width < 19
+    edge = width == 19
+    if edge.any():
+        small = pc.fill_null(pc.less_equal(text, str(2**63 - 1)), False)
+        fits |= edge & small.to_numpy(zero_copy_only=False)
+    return fits
 
 
 def _per_line(lines: pa.BinaryArray, byte: int) -> np.ndarray:
@@ -178,23 +196,45 @@ def parse_times(text: pa.Array) -> pa.Array:
         pos = np.searchsorted(_MONTH_CODES, code)
         pos = np.minimum(pos, 11)
         known = _MONTH_CODES[pos] == code
-        ok[rows] = known
         m = _MONTH_NUMBERS[pos]
-        days = _days_from_civil(num(7, 11), m, num(0, 2))
-        secs = days * 86400 + num(12, 14) * 3600 + num(15, 17) * 60 + num(18, 20)
+        y, d = num(7, 11), num(0, 2)
+        hh, mm, ss, zh, zm = num(12, 14), num(15, 17), num(18, 20), num(22, 24), num(24, 26)
+        # Arithmetic would carry an impossible field into the next one (31/Feb as 3 March,
+        # a zone of +9999 as four days): such times are malformed, as strptime says.
+        ok[rows] = (known & (y >= 1) & (d >= 1) & (d <= _days_in_month(y, m)) & (hh < 24)
+                    & (mm < 60) & (ss < 60) & (zh < 24) & (zm < 60))
+        days = _days_from_civil(y, m, d)
+        secs = days * 86400 + hh * 3600 + mm * 60 + ss
         sign = np.where(b[:, 21] == ord("-"), -1, 1)
-        offset = sign * (num(22, 24) * 3600 + num(24, 26) * 60)
+        offset = sign * (zh * 3600 + zm * 60)
         out[rows] = (secs - offset) * 1_000_000
     result = pa.array(out, pa.int64()).cast(TS_FIELD.type)
     if not fixed.all():
-        other = np.flatnonzero(~fixed)
-        slow = pc.strptime(text.take(pa.array(other)), format=TIME_FORMAT, unit="us",
-                           error_is_null=True).cast(pa.int64())
-        vals = pc.fill_null(slow, 0).to_numpy(zero_copy_only=False)
-        out[other] = vals
-        ok[other] = slow.is_valid().to_numpy(zero_copy_only=False)
+        # Other layouts (one-digit days, ``-07:00`` zones) are rare: Python's strptime reads
+        # them, which refuses impossible dates where Arrow's rolls them over.
+        for i in np.flatnonzero(~fixed):
+            us = _slow_time(text[int(i)].as_py())
+            ok[i] = us is not None
+            out[i] = us or 0
         result = pa.array(out, pa.int64()).cast(TS_FIELD.type)
     return pc.if_else(pa.array(ok), result, pa.scalar(None, TS_FIELD.type))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _slow_time(text: str | None) -> int | None:
+    try:
+        when = datetime.strptime(text or "", TIME_FORMAT)
+    except ValueError:
+        return None
+    return (when - _EPOCH) // timedelta(microseconds=1)
+
+
+def _days_in_month(y: np.ndarray, m: np.ndarray) -> np.ndarray:
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    out: np.ndarray = np.where(m == 2, 28 + leap, 30 + ((m + (m >= 8)) % 2))
+    return out
 
 
 def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -20,7 +20,10 @@ from quarry.errors import BadRequest
 
 IP_TYPE = pa.binary(16)
 V4_PREFIX = 0xFFFF << 32  # the low 64 bits of ::ffff:0.0.0.0
-_V4 = r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
+# No leading zeros: ``010`` is 8 to inet_aton and 10 to others, so such an octet is refused
+# (as inet_pton and ipaddress do) rather than read one way.
+_OCTET = r"(?:0|[1-9][0-9]{0,2})"
+_V4 = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -35,13 +38,19 @@ def string_parts(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _split_v4(strings: pa.Array) -> np.ndarray | None:
-    """uint32 addresses if every string is a dotted quad, else None (all or nothing)."""
+    """uint32 addresses if every string is a dotted quad (decimal octets without leading
+    zeros), else None (all or nothing)."""
     parts = pc.split_pattern(strings, ".")
     if not (pc.list_value_length(parts).to_numpy(zero_copy_only=False) == 4).all():
         return None
+    flat = pc.list_flatten(parts)
     try:
-        o = pc.cast(pc.list_flatten(parts), pa.uint16()).to_numpy(zero_copy_only=False)
+        o = pc.cast(flat, pa.uint16()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    # An octet written wider than its value has a leading zero (or a sign): refused.
+    width = np.diff(string_parts(flat)[1])
+    if (width != 1 + (o >= 10).view(np.uint8) + (o >= 100).view(np.uint8)).any():
         return None
     o = o.reshape(-1, 4).astype(np.uint32)
     if (o > 255).any():

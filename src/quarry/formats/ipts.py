@@ -10,16 +10,25 @@ import pyarrow.csv as pacsv
 from quarry.formats.ipaddr import parse_ips, parse_ipv4, string_parts
 from quarry.formats.records import IP_FIELD, TS_FIELD, Parsed, blank_mask, group
 
+# The numbers Arrow's CSV reader (the fast path) reads too: a sign, an exponent. A minus is
+# left out: times before the epoch are refused (see MAX_SECONDS).
 _LINE = (r"^[ \t]*(?P<ip>[0-9A-Fa-f:.%\[\]a-zA-Z_-]+)[ \t]*,[ \t]*"
-         r"(?P<ts>-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))[ \t]*\r?\n?$")
+         r"(?P<ts>\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)[ \t]*\r?\n?$")
 _HEADER = r"^[ \t]*\"?ip\"?[ \t]*,[ \t]*\"?(?:ts|timestamp|time)\"?[ \t]*\r?\n?$"
-# Beyond ±2^53 µs a float no longer holds every microsecond; also keeps int64 safe.
+# Beyond 2^53 µs a float no longer holds every microsecond; also keeps int64 safe. Times
+# before the epoch are refused: a log written since 1970 has none, so -5 is damage.
 MAX_SECONDS = 9.0e9
 _CSV_READ = pacsv.ReadOptions(column_names=["ip", "ts"], use_threads=False,
                               block_size=64 << 20)
 _CSV_PARSE = pacsv.ParseOptions(quote_char=False, ignore_empty_lines=False)
 _CSV_CONVERT = pacsv.ConvertOptions(column_types={"ip": pa.string(), "ts": pa.float64()},
                                     strings_can_be_null=False, quoted_strings_can_be_null=False)
+
+
+def _in_range(secs: np.ndarray) -> np.ndarray:
+    """Times from the epoch (0, not -0) up to ``MAX_SECONDS``; NaN is out of range."""
+    out: np.ndarray = ~np.signbit(secs) & (secs < MAX_SECONDS)
+    return out
 
 
 class IpTsParser:
@@ -49,7 +58,7 @@ class IpTsParser:
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None
         v4, ok = parse_ipv4(t.column("ip").combine_chunks())
-        if not ok.all() or not (np.abs(secs) < MAX_SECONDS).all():
+        if not ok.all() or not _in_range(secs).all():
             return None
         ips = np.zeros((n, 16), dtype=np.uint8)
         ips[:, 10:12] = 0xFF
@@ -69,7 +78,7 @@ class IpTsParser:
         ok &= ip_ok
         secs = pc.cast(group(st, "ts", b"0").cast(pa.string()), pa.float64())
         s = secs.to_numpy(zero_copy_only=False)
-        ok &= np.abs(s) < MAX_SECONDS
+        ok &= _in_range(s)
         ts = np.rint(s * 1e6).astype(np.int64)
         skip = blank_mask(lines)
         if first_line == 1 and n and not ok[0]:

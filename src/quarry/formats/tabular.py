@@ -102,7 +102,7 @@ def read_file(path: Path, fmt: str = "auto") -> pa.Table:
     raise BadRequest(f"unknown table format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
-def _infer(col: pa.ChunkedArray) -> str:
+def _infer(name: str, col: pa.ChunkedArray) -> str:
     t = col.type
     if pa.types.is_dictionary(t):
         t = t.value_type
@@ -120,7 +120,10 @@ def _infer(col: pa.ChunkedArray) -> str:
         if len(sample) and parse_ips(sample.cast(pa.string()))[1].all():
             return "ip"
         return "string"
-    raise BadRequest(f"column {col!r} has a type Quarry cannot store: {t}")
+    if pa.types.is_null(t):  # a header and no rows, or a column of nothing but nulls
+        raise BadRequest(f"column {name!r} has no values to tell its type from (the input "
+                         f"has {len(col)} row(s)); give it with --type {name}=TYPE")
+    raise BadRequest(f"column {name!r} has a type Quarry cannot store: {t}")
 
 
 def _convert(name: str, col: pa.ChunkedArray, logical: str) -> pa.Array:
@@ -180,7 +183,7 @@ def normalise(table: pa.Table, overrides: Mapping[str, str] | None = None,
     cols, fields = [], []
     for name in (schema.names if schema is not None else table.column_names):
         col = table.column(name)
-        logical = want.get(name) or overrides.get(name) or _infer(col)
+        logical = want.get(name) or overrides.get(name) or _infer(name, col)
         arr = _convert(name, col, logical)
         cols.append(arr)
         f = field(name, logical)

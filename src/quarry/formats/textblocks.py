@@ -11,6 +11,7 @@ import glob
 import gzip
 import io
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,7 @@ def read_blocks(source: Source, *, block_size: int = BLOCK,
     carry = b""
     try:
         while True:
-            data = f.read(block_size)
+            data = _read(f, block_size, source)
             if not data:
                 break
             buf = carry + data if carry else data
@@ -146,6 +147,16 @@ def read_blocks(source: Source, *, block_size: int = BLOCK,
         if source.path is not None:
             f.close()
             raw.close()
+
+
+def _read(f: BinaryIO, size: int, source: Source) -> bytes:
+    try:
+        return f.read(size)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        # EOFError would reach click, which takes it for Ctrl-D and prints "Aborted.".
+        raise BadRequest(f"{source.name}: damaged or truncated gzip data "
+                         f"({e or type(e).__name__}); nothing was committed",
+                         source=source.name) from None
 
 
 def read_batches(source: Source, *, block_size: int = BLOCK,

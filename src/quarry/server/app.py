@@ -195,9 +195,7 @@ def app_from_env() -> QuarryApp:
 def _open_line_datasets(engine: Engine, limit: int = 16) -> None:
     """Open (and so pre-fault) the lines datasets before the worker takes requests, so the
     first requests do not wait while a mapping is populated."""
-    store = engine.store
-    for name in store.datasets()[:limit]:
-        head = store.head(name)
-        if head is not None and store.snapshot(head).kind == "lines":
-            with contextlib.suppress(QuarryError):
-                engine.lines(name)
+    lines = [n for n, snap in engine.store.heads()[0].items() if snap.kind == "lines"]
+    for name in lines[:limit]:
+        with contextlib.suppress(QuarryError):
+            engine.lines(name)

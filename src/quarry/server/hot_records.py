@@ -52,9 +52,9 @@ class CompatDataset:
             return self.default
         now = time.monotonic()
         if now - self._at > self.refresh:
-            store = self.engine.store
-            self._names = [n for n in store.datasets()
-                           if store.snapshot(store.require_head(n)).kind == KIND]
+            # A dataset with a damaged HEAD or manifest is left out, not an error for all.
+            self._names = [n for n, snap in self.engine.store.heads()[0].items()
+                           if snap.kind == KIND]
             self._at = now
         if len(self._names) != 1:
             raise NotFound("/find/... needs one records dataset: serve with --default NAME, or "

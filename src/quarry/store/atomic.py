@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-import secrets
 import shutil
 from pathlib import Path
 
 from quarry.errors import InsufficientStorage
+from quarry.store.tempfiles import temp_path
 
 
 def fsync_path(path: Path) -> None:
@@ -21,31 +20,6 @@ def fsync_path(path: Path) -> None:
 
 
 fsync_dir = fsync_path
-
-
-class _TempNames:
-    """Temp file names unique across processes and threads: a random token drawn once per
-    process (again in a forked child) and a counter, instead of a random number per file
-    (a ``getrandom`` call on every small write)."""
-
-    def __init__(self) -> None:
-        self._counter = itertools.count()
-        self.token = ""
-        self.renew()
-        os.register_at_fork(after_in_child=self.renew)
-
-    def renew(self) -> None:
-        self.token = f"{os.getpid():x}-{secrets.token_hex(6)}"
-
-    def next(self, hint: str) -> str:
-        return f"{self.token}-{next(self._counter)}{hint}.tmp"
-
-
-_NAMES = _TempNames()
-
-
-def temp_path(tmp_dir: Path, hint: str = "") -> Path:
-    return tmp_dir / _NAMES.next(hint)
 
 
 def replace_into(tmp: Path, dest: Path) -> None:

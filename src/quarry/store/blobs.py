@@ -11,7 +11,8 @@ from pathlib import Path
 from types import TracebackType
 
 from quarry.errors import Corrupt, NotFound
-from quarry.store.atomic import fsync_dir, replace_into, temp_path
+from quarry.store.atomic import fsync_dir, replace_into
+from quarry.store.tempfiles import temp_path
 
 READ_BLOCK = 8 << 20
 # A durable writer starts the disk writing every this many bytes, so the fsync at the end
@@ -24,7 +25,7 @@ class BlobWriter:
     """Streams bytes into a temp file while hashing them; ``commit`` names it by its hash.
 
     Nothing is visible in the blob folder until ``commit``: a crash leaves only a temp file,
-    which ``Store.clean_tmp`` removes.
+    which ``Store.clean_tmp`` removes once this process is gone.
     """
 
     def __init__(self, store: BlobStore) -> None:

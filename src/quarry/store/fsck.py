@@ -31,7 +31,11 @@ class FsckReport:
     manifests: int
     datasets: int
     problems: tuple[Problem, ...]
-    temp_files: int
+    temp_files: int  # every temp file, live writers' included
+    # Left by writers that died before renaming them: not damage, only wasted space, which
+    # the next put or serve reclaims.
+    stale_temp_files: int = 0
+    stale_temp_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -40,6 +44,8 @@ class FsckReport:
     def to_json(self) -> dict[str, object]:
         return {"ok": self.ok, "blobs": self.blobs, "manifests": self.manifests,
                 "datasets": self.datasets, "temp_files": self.temp_files,
+                "stale_temp_files": self.stale_temp_files,
+                "stale_temp_bytes": self.stale_temp_bytes,
                 "problems": [p.to_json() for p in self.problems]}
 
 
@@ -90,7 +96,11 @@ def check(store: Store, *, verify_blobs: bool = True) -> FsckReport:
     for name in datasets:
         refs = {"HEAD": store.refs.get(name)}
         refs.update(store.refs.aliases(name))
+        if refs["HEAD"] is None:
+            problems.append(Problem("ref", f"{name} HEAD", _no_head(store, name)))
         for ref, target in refs.items():
+            if ref == "HEAD" and target is None:
+                continue
             if target is None or target not in snaps:
                 problems.append(Problem("ref", f"{name} {ref}",
                                         f"points at {(target or 'nothing')[:12]}, which is "
@@ -106,4 +116,17 @@ def check(store: Store, *, verify_blobs: bool = True) -> FsckReport:
                                         f"parent {parent[:12]} of {name} is missing"))
             cursor = parent
     temps = sum(1 for _ in store.tmp_dir.iterdir())
-    return FsckReport(blobs, manifests, len(datasets), tuple(problems), temps)
+    stale = store.stale_temps()
+    return FsckReport(blobs, manifests, len(datasets), tuple(problems), temps, stale.count,
+                      stale.bytes)
+
+
+def _no_head(store: Store, name: str) -> str:
+    path = store.refs.head_path(name)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return f"{path} is unreadable: {e.strerror or e}"
+    return (f"{path} holds no whole version record ({size} bytes; a commit that failed part "
+            "way, e.g. on a full disk, can leave this): the dataset cannot be read; the next "
+            f"`quarry put {name} FILE` writes HEAD anew, or delete the file")

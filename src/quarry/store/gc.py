@@ -3,7 +3,8 @@
 Policy: per dataset, the last ``keep`` versions from HEAD plus every version an alias points
 at. Dry run by default. Files younger than ``grace`` seconds are never deleted, so a writer
 that has stored its blobs but not yet committed (or a manifest being written) is safe; the
-commit itself re-checks its blobs under the shared gc lock that gc holds exclusively.
+commit itself re-checks its blobs under the shared gc lock that gc holds exclusively. Temp
+files go when their writer is dead (``tempfiles``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import orjson
 
 from quarry.errors import BadRequest, NotFound
 from quarry.store.store import Store
+from quarry.store.tempfiles import remove_stale
 
 GC_LOG = "gc.log"
 
@@ -71,8 +73,9 @@ def collect(store: Store, *, keep: int = 10, apply: bool = False,
             if now - st.st_mtime >= grace:
                 dropped_blobs.append(blob)
                 freed += st.st_size
-        temps = [f for f in store.tmp_dir.iterdir()
-                 if now - f.stat().st_mtime >= grace]
+        # A temp file goes when its writer is dead, whatever its age (a live upload may
+        # take longer than any grace).
+        temps = store.stale_temps()
         if apply:
             # The log first: fsck then knows these versions were removed on purpose.
             if dropped_versions:
@@ -85,10 +88,9 @@ def collect(store: Store, *, keep: int = 10, apply: bool = False,
             store._ids.clear()
             for blob in dropped_blobs:
                 store.blobs.path(blob).unlink(missing_ok=True)
-            for tmp in temps:
-                tmp.unlink(missing_ok=True)
+            remove_stale(temps)
     return GcReport(apply, keep, len(retained), tuple(sorted(dropped_versions)),
-                    tuple(sorted(dropped_blobs)), freed, len(temps), tuple(notes))
+                    tuple(sorted(dropped_blobs)), freed, temps.count, tuple(notes))
 
 
 def pruned_versions(store: Store) -> set[str]:

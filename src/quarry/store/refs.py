@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from quarry.errors import BadRequest, PreconditionFailed
-from quarry.store.atomic import atomic_write_bytes, fsync_dir
+from quarry.store.atomic import atomic_write_bytes
 
 # Dataset names are paths of simple segments (``weblogs``, ``qplan/raw``); ``@`` is reserved
 # for the ref files inside a dataset's folder, so names and refs can never collide.
@@ -141,7 +141,8 @@ class RefStore:
         HEAD is a log of fixed-size records (``<64 hex>\n``), appended to: one small write
         instead of creating and renaming a file, which costs a millisecond or more on busy
         disks. The last complete record is HEAD; a record torn by a crash is cut off by the
-        next append. The log is rewritten (atomically) when it grows past ``MAX_HEAD_LOG``.
+        next append. The log is first written, and rewritten when it grows past
+        ``MAX_HEAD_LOG``, atomically (temp file, fsync, rename).
         """
         path = self._file(dataset, alias)
         if new is None:
@@ -151,12 +152,19 @@ class RefStore:
         if alias is not None or len(record) != RECORD:
             atomic_write_bytes(path, record, self.tmp_dir, durable=self.durable)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
-            size = os.fstat(fd).st_size
-            if size + RECORD > MAX_HEAD_LOG:
-                os.close(fd)
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            fd = -1
+        try:
+            size = os.fstat(fd).st_size if fd >= 0 else 0
+            # A new log (or one without a single whole record, left by an older Quarry that
+            # created the file before writing it) is made whole elsewhere and renamed into
+            # place: a write that fails (a full disk) must leave no HEAD at all, never an
+            # empty one that names no version.
+            if size < RECORD or size + RECORD > MAX_HEAD_LOG:
+                if fd >= 0:
+                    os.close(fd)
                 fd = -1
                 atomic_write_bytes(path, record, self.tmp_dir, durable=self.durable and sync)
                 return
@@ -166,8 +174,6 @@ class RefStore:
                 os.ftruncate(fd, whole + RECORD)
             if self.durable and sync:
                 os.fsync(fd)
-                if size == 0:
-                    fsync_dir(path.parent)
         finally:
             if fd >= 0:
                 os.close(fd)

@@ -9,7 +9,6 @@ import fcntl
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from quarry.store.commitlog import INLINE_MAX, INLINE_TOTAL, CommitLog, Record, 
 from quarry.store.journal import ALIAS, COMMIT, Event, Journal
 from quarry.store.manifest import Snapshot
 from quarry.store.refs import RefStore, check_alias_name, check_dataset_name
+from quarry.store.tempfiles import Stale, find_stale, remove_stale
 
 DEFAULT_HOME = "quarry-data"
 MIN_PREFIX = 5
@@ -162,15 +162,15 @@ class Store:
     def ensure_space(self, needed: int) -> None:
         ensure_free_space(self.root, needed, self.min_free_bytes)
 
-    def clean_tmp(self, older_than: float = 3600.0) -> int:
-        """Remove temp files left by crashed writers; returns how many were removed."""
-        now = time.time()
-        n = 0
-        for f in self.tmp_dir.iterdir():
-            if now - f.stat().st_mtime > older_than:
-                f.unlink(missing_ok=True)
-                n += 1
-        return n
+    def stale_temps(self) -> Stale:
+        """Temp files of writers that died (killed, crashed) before renaming them."""
+        return find_stale(self.tmp_dir)
+
+    def clean_tmp(self) -> Stale:
+        """Remove the temp files of dead writers (never a live writer's, in any process)."""
+        stale = self.stale_temps()
+        remove_stale(stale)
+        return stale
 
     # -- manifests -------------------------------------------------------------------------
     def _manifest_path(self, version: str) -> Path:
@@ -273,6 +273,23 @@ class Store:
     # -- datasets and versions -------------------------------------------------------------
     def datasets(self) -> list[str]:
         return self.refs.datasets()
+
+    def heads(self) -> tuple[dict[str, Snapshot], dict[str, str]]:
+        """Each dataset's HEAD snapshot, and why the others cannot be read: a damaged ref or
+        manifest makes one dataset unreadable, and a server starts with the rest."""
+        ok: dict[str, Snapshot] = {}
+        bad: dict[str, str] = {}
+        for name in self.datasets():
+            head = self.refs.get(name)
+            if head is None:
+                bad[name] = (f"its HEAD ({self.refs.head_path(name)}) names no version "
+                             "(damaged; run quarry fsck)")
+                continue
+            try:
+                ok[name] = self.snapshot(head)
+            except QuarryError as e:
+                bad[name] = f"{e.detail} (run quarry fsck)"
+        return ok, bad
 
     def head(self, dataset: str) -> str | None:
         return self.refs.get(dataset)
