@@ -22,7 +22,9 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                 "datasets": len(engine.store.datasets())}
 
     @api.get("/metrics", tags=["operations"], response_class=Response,
-             summary="Prometheus metrics (text exposition format)")
+             summary="Prometheus metrics (text exposition format)",
+             responses={200: {"description": "The metrics",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
     def metrics(request: Request) -> Response:
         return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
