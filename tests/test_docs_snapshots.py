@@ -26,7 +26,7 @@ def test_routes_are_documented(tmp_path: Path) -> None:
         for route in api.routes:
             if not isinstance(route, APIRoute):
                 continue
-            path = re.sub(r"\{name:path\}", "<name>", route.path)
+            path = re.sub(r"\{name:(path|dataset)\}", "<name>", route.path)
             path = re.sub(r"\{(\w+)\}", r"<\1>", path)
             for method in route.methods:
                 assert f"`{method} {path}`" in DOC, f"{method} {path} is not in the docs"

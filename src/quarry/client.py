@@ -287,9 +287,9 @@ class Client:
 # server's routes so a new endpoint cannot be forgotten here.
 COVERED = frozenset({
     ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/datasets"),
-    ("GET", "/datasets/{name:path}"), ("GET", "/lines/{n}"),
+    ("GET", "/datasets/{name:dataset}"), ("GET", "/lines/{n}"),
     ("GET", "/datasets/{name:path}/lines/{n}"), ("GET", "/datasets/{name:path}/lines"),
-    ("PUT", "/datasets/{name:path}"), ("GET", "/datasets/{name:path}/data"),
+    ("PUT", "/datasets/{name:dataset}"), ("GET", "/datasets/{name:path}/data"),
     ("GET", "/datasets/{name:path}/versions"), ("GET", "/datasets/{name:path}/aliases"),
     ("PUT", "/datasets/{name:path}/aliases/{alias}"),
     ("DELETE", "/datasets/{name:path}/aliases/{alias}"), ("GET", "/events"),

@@ -119,7 +119,7 @@ def test_no_route_reveals_a_closed_dataset_or_changes_state(tmp_path: Path) -> N
         task = Task(f"{CLOSED}/sub", "HEAD", tuple(ch.position for ch in view.chunks),
                     DistinctQuery(Window(), 10))
         values = {"n": "1", "ips": f"[{SECRET_IP}]", "start": str(T0), "end": str(T0 + 10**6),
-                  "alias": "prod", "shard": shard_ids[0]}
+                  "alias": "prod", "shard": shard_ids[0], "path": f"{CLOSED}/lines/1/x"}
         bodies: dict[str, bytes] = {"/shards/map": wire.pack(task)}
         before = _state(url)
         seen = []

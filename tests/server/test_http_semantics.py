@@ -67,6 +67,24 @@ def test_405_names_the_allowed_methods(served: TestClient) -> None:
     assert {"GET", "HEAD", "POST"} <= set(allow)
     r = served.patch("/shards/map")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+    # Below a dataset, the catch-alls (GET and PUT /datasets/{name}) take no part: a write
+    # to a read-only route is its 405, and Allow lists only the methods of that route.
+    for method in ("PUT", "POST", "DELETE"):
+        for path in ("/datasets/frank/lines/3", "/datasets/frank/data",
+                     "/datasets/frank/versions", "/datasets/frank/lines?start=1"):
+            r = served.request(method, path)
+            assert r.status_code == 405, (method, path)
+            assert r.headers["allow"] == "GET, HEAD", (method, path)
+    r = served.put("/datasets/frank/find")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD, POST"
+    for path in ("/datasets/frank/query", "/datasets/frank/keys/build", "/datasets/frank/stats"):
+        r = served.get(path)
+        assert r.status_code == 405 and r.headers["allow"] == "POST", path
+    assert served.options("/datasets/frank/aliases/prod").headers["allow"] == "DELETE, PUT"
+    assert served.post("/datasets/frank").headers["allow"] == "GET, HEAD, PUT"
+    # The hot path leaves such PUTs to the app too.
+    hot = served.app.hot_routes  # type: ignore[attr-defined]
+    assert not hot.takes_put(b"/datasets/frank/lines/3", [(b"content-length", b"1")])
     # A mounted app's own 405 keeps its Allow.
     assert served.post("/console/index.html").headers["allow"] == "GET, HEAD"
 
@@ -160,6 +178,13 @@ def test_head_and_no_route_over_sockets(tmp_path: Path) -> None:
                 assert head.headers.get("x-quarry-lines") == get.headers.get("x-quarry-lines")
             r = c.post("/lines/1")
             assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+            # A request the HTTP parser refuses (its URL is past the parser's limit) is
+            # still answered with the JSON error body.
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /lines/%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"1" * 200_000))
+                answer = _read_until(s, b"\r\n\r\n", 1)
+            assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+            assert b"content-type: application/json" in answer.lower()
             for path in ("/lines/1/extra", "/datasets/frankenstein/lines/1/",
                          "/datasets/frankenstein/lines/"):
                 r = c.get(path)

@@ -40,7 +40,7 @@ def test_metrics_count_asgi_and_hot_requests(engine: Engine, store: Store) -> No
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     s = samples(r.text)
     key = ("quarry_http_requests_total",
-           (("method", "GET"), ("route", "/datasets/{name:path}"), ("status", "200")))
+           (("method", "GET"), ("route", "/datasets/{name:dataset}"), ("status", "200")))
     assert s[key] == 3
     assert s[("quarry_http_requests_total",
               (("method", "GET"), ("route", "/lines/{n}"), ("status", "200")))] == 2

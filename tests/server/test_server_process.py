@@ -213,8 +213,11 @@ def test_small_puts_take_the_hot_path_and_answer_as_the_asgi_route(
                                             % two.encode()))
         assert st == 412 and b"x-request-id" in h
         # Bad input from the hot path: a JSON error naming the problem.
-        st, h, body = _one_response(s, _put("docs/find", b"x", auth))
+        st, h, body = _one_response(s, _put("docs/-bad", b"x", auth))
         assert st == 400 and b"invalid dataset name" in json.loads(body)["detail"].encode()
+        # A path below a dataset is no dataset: the ASGI app's 405 of a read-only route.
+        st, h, body = _one_response(s, _put("docs/find", b"x", auth))
+        assert st == 405 and h[b"allow"] == b"GET, HEAD, POST"
         if token:  # no token: refused by the ASGI route, and nothing is written
             st, h, body = _one_response(s, _put("docs/b", b"nope"))
             assert st == 401
@@ -234,7 +237,7 @@ def test_small_puts_take_the_hot_path_and_answer_as_the_asgi_route(
         assert c.get(f"/datasets/docs/a/data?version={two}").content == b"two.."
         assert c.get("/datasets/docs/b").status_code == 404
         metrics = c.get("/metrics").text
-        assert 'route="/datasets/{name:path}"' in metrics
+        assert 'route="/datasets/{name:dataset}"' in metrics
 
 
 def test_durable_small_puts_answer_in_order_and_lose_nothing(tmp_path: Path) -> None:

@@ -107,7 +107,7 @@ def test_aliases(client: TestClient) -> None:
     ("PUT", "/datasets/bad name", {"content": b"x"}, 400),
     ("PUT", "/datasets/a/..%2Fb", {"content": b"x"}, 400),
     ("PUT", "/datasets/-dash", {"content": b"x"}, 400),
-    ("PUT", "/datasets/x/versions/y", {"content": b"x"}, 400),
+    ("PUT", "/datasets/x/versions/y", {"content": b"x"}, 404),  # no route: not a name
     ("PUT", "/datasets/d", {"content": b"x", "headers": {"content-length": "zz"}}, 400),
     ("PUT", "/datasets/d", {"content": b"x", "params": {"message": "m" * 5000}}, 400),
     ("PUT", "/datasets/l", {"content": b"a\nb\n", "params": {"kind": "lines",

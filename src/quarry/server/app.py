@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 import quarry
@@ -21,11 +19,12 @@ from quarry import logs
 from quarry.access import AccessPolicy
 from quarry.cluster.backends import InProcessBackend
 from quarry.engine import Engine
-from quarry.errors import BadRequest, QuarryError
+from quarry.errors import BadRequest, NotFound, QuarryError
+from quarry.server import openapi
 from quarry.server.hotpath import HotRoutes
 from quarry.server.metrics import Metrics
 from quarry.server.middleware import ObservedApp, write_posts
-from quarry.server.responses import ErrorBody, error_body
+from quarry.server.responses import error_body
 from quarry.server.routes import (
     datasets,
     events,
@@ -60,55 +59,15 @@ class QuarryApp:
 
 
 class QuarryAPI(FastAPI):
-    """FastAPI, with an OpenAPI description of the statuses this server really sends."""
+    """FastAPI, with an OpenAPI description of what this server really answers and takes
+    (the rules in openapi.py)."""
+
+    def __init__(self, is_write: Callable[[str, str], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.is_write = is_write
 
     def openapi(self) -> dict[str, Any]:
-        schema = super().openapi()  # cached by FastAPI; the rewrite below is idempotent
-        _validation_as_400(schema)
-        return schema
-
-
-_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
-
-
-def _validation_as_400(schema: dict[str, Any]) -> None:
-    """Replace FastAPI's automatic 422 entries by the 400 that invalid parameters get here
-    (``validation_error`` in ``create_app``), with the JSON error body."""
-    for item in schema.get("paths", {}).values():
-        for op in item.values():
-            responses = op.get("responses", {})
-            auto = responses.get("422", {}).get("content", {}).get("application/json", {})
-            if auto.get("schema", {}).get("$ref") != _VALIDATION_REF:
-                continue
-            del responses["422"]
-            responses.setdefault("400", {
-                "description": "Invalid request: a malformed or missing parameter or body",
-                "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-            })
-            op["responses"] = dict(sorted(responses.items()))
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    if "ErrorBody" not in components:
-        components["ErrorBody"] = ErrorBody.model_json_schema()
-    if _VALIDATION_REF.encode() not in orjson.dumps(schema):
-        components.pop("HTTPValidationError", None)
-        components.pop("ValidationError", None)
-
-
-def _allowed(routes: Iterable[BaseRoute], scope: Scope, given: str | None) -> str:
-    """A 405's ``Allow``: every method some route takes at this path. Starlette names only
-    the first route that matched the path (GET and POST of one path are separate routes
-    here), and the GET routes take HEAD too (see ObservedApp)."""
-    path, root = scope["path"], scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root):]
-    methods = {m.strip() for m in (given or "").split(",") if m.strip()}
-    for route in routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            methods |= route.methods
-    if "GET" in methods:
-        methods.add("HEAD")
-    return ", ".join(sorted(methods))
+        return openapi.describe(super().openapi(), self.is_write)  # FastAPI caches it
 
 
 def _error(err: QuarryError) -> Response:
@@ -116,8 +75,6 @@ def _error(err: QuarryError) -> Response:
 
 
 def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
-    api = QuarryAPI(title="Quarry", version=quarry.__version__,
-                    description="Serve big, immutable, versioned datasets fast.")
     metrics = Metrics(engine)
 
     def implicit(path: str) -> str | None:
@@ -132,6 +89,8 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
 
     # Its write POSTs are learnt from the route table once the routes are installed.
     policy = AccessPolicy(settings.token, settings.host, settings.closed, implicit=implicit)
+    api = QuarryAPI(policy.is_write, title="Quarry", version=quarry.__version__,
+                    description="Serve big, immutable, versioned datasets fast.")
     # One dispatcher per server process: the records and shards routes share it.
     dispatcher = shards.make_dispatcher(engine, settings)
     hot = HotRoutes(engine, settings.default_dataset, settings.index_base, policy, metrics,
@@ -165,7 +124,9 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
         detail = exc.detail if exc.status_code != 404 else f"no route for {request.url.path}"
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # HTTP requires the Allow header on a 405
-            headers["Allow"] = _allowed(api.routes, request.scope, headers.get("Allow"))
+            headers["Allow"] = datasets.allowed(api.routes, request.scope, headers.get("Allow"))
+            if not headers["Allow"]:  # only the GET fallback took the path: no route at all
+                return _error(NotFound(f"no route for {request.url.path}"))
         return JSONResponse({"error": names.get(exc.status_code, "error"), "detail": detail},
                             status_code=exc.status_code, headers=headers)
 

@@ -23,6 +23,7 @@ from quarry.errors import NotFound, QuarryError
 from quarry.logs import LOGGER, fields
 from quarry.server.hot_records import CompatDataset, HotRecords
 from quarry.server.metrics import Metrics
+from quarry.server.names import has_sub_route
 from quarry.server.puts import MAX_MESSAGE, commits_inline, put_small
 from quarry.server.responses import JSON, TEXT, error_body, raw_response
 from quarry.store import CommitResult
@@ -31,7 +32,7 @@ log = logging.getLogger(LOGGER + ".http")
 
 HOT_MAX_LINE = 256 << 10
 HOT_PUT_MAX = 64 << 10  # bodies the hot path takes whole; bigger ones stream through ASGI
-PUT_ROUTE = "/datasets/{name:path}"
+PUT_ROUTE = "/datasets/{name:dataset}"  # the ASGI route's label
 BODY_CACHE = 256  # small version bodies kept in memory
 _LINES = b"/lines/"
 _DATASETS = b"/datasets/"
@@ -120,8 +121,9 @@ class HotRoutes:
         ``If-Match``, aliases and chunked or big bodies go to the ASGI route."""
         if (not url.startswith(_DATASETS) or len(url) == len(_DATASETS)
                 or b"?" in url
-                or b"%" in url or b"/aliases/" in url or not url.isascii()):
-            return False
+                or b"%" in url or b"/aliases/" in url or not url.isascii()
+                or has_sub_route(url[len(_DATASETS):].decode("ascii"))):
+            return False  # (a path below a dataset: the ASGI app answers its 405)
         size = None
         for key, value in headers:
             if key == b"content-length":

@@ -8,7 +8,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from quarry.errors import RequestTimeout
+from quarry.errors import BadRequest, RequestTimeout
 from quarry.server.hotpath import HotRoutes
 from quarry.server.responses import JSON, error_body, raw_response
 from quarry.server.settings import ServeSettings
@@ -124,6 +124,16 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
                 and not self.transport.is_closing()):
             self._read_timer = self.loop.call_later(
                 self._read_deadline - self.loop.time(), self._read_timeout_handler)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refuses (e.g. a request line past its limit) gets the API's
+        JSON error body, not uvicorn's text/plain; the connection closes, as uvicorn's does
+        (the stream may be out of step)."""
+        extra = b"".join(b"%s: %s\r\n" % (name, value)
+                         for name, value in self.server_state.default_headers)
+        body = error_body(BadRequest(f"malformed HTTP request: {msg}"))
+        self.transport.write(raw_response(400, JSON, body, extra + b"connection: close\r\n"))
+        self.transport.close()
 
     def timeout_keep_alive_handler(self) -> None:
         idle = self.loop.time() - self._idle_since

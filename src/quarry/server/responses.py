@@ -48,6 +48,12 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+def ok_response(why: str, *media_types: str, status: int = 200
+                ) -> dict[int | str, dict[str, Any]]:
+    """A FastAPI ``responses=`` entry: a success answered in any of ``media_types``."""
+    return {status: {"description": why, "content": {m: {"schema": {}} for m in media_types}}}
+
+
 def error_responses(statuses: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     """FastAPI ``responses=`` entries for error answers: ``{status: why}``, each a JSON
     ``ErrorBody``."""

@@ -98,7 +98,9 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
             wakers.remove(waker)
 
     @api.get("/events", tags=["events"], response_class=Response,
-             summary="Server-Sent Events: every new version, alias move and pipeline failure")
+             summary="Server-Sent Events: every new version, alias move and pipeline failure",
+             responses={200: {"description": "The event stream",
+                              "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
     async def events(
         request: Request,
         dataset: str | None = Query(None, description="dataset name or glob, e.g. qplan/*"),

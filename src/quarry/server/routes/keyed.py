@@ -24,12 +24,39 @@ from quarry.query import service
 from quarry.query.executor import to_records
 from quarry.query.join import probes_from_rows, read_probes
 from quarry.server.middleware import WRITES, caller_of
+from quarry.server.responses import ok_response
 from quarry.server.settings import ServeSettings
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 ARROW = "application/vnd.apache.arrow.stream"
 MAX_BODY = 64 << 20
+
+
+def _body_of(schema: dict[str, Any], required: bool = False,
+             others: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``openapi_extra`` of a route that reads a JSON body (and maybe other media types)."""
+    return {"requestBody": {"required": required,
+                            "content": {JSON: {"schema": schema}, **(others or {})}}}
+
+
+# Checked by the query service (fields, operators, values); the description says only that
+# the body is an object.
+_QUERY = _body_of({"type": "object", "description": "where, fields, limit, cursor, explain, "
+                                                    "stream, version"})
+_KEY = _body_of({"type": "object", "required": ["fields"], "properties": {
+    "fields": {"anyOf": [{"type": "array", "items": {"type": "string"}, "minItems": 1},
+                         {"type": "string", "minLength": 1}]},
+    "build": {"type": "boolean", "description": "build it now (default true)"}}},
+    required=True)
+_JOIN = _body_of({"type": "object", "required": ["rows"],
+                  "properties": {"rows": {"type": "array", "items": {"type": "object"},
+                                          "description": "The probe rows"}},
+                  "description": "rows, and on, how, where, fields, explain, version"},
+                 others={"text/csv": {"schema": {"type": "string"}},
+                         ARROW: {"schema": {"type": "string", "format": "binary"}}})
+_ROWS_OR_NDJSON = ok_response("The rows (NDJSON when streamed)", JSON, NDJSON)
+_ROWS_OR_ARROW = ok_response("The joined rows (an Arrow stream when asked for)", JSON, ARROW)
 
 
 def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -93,14 +120,16 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     @api.post("/datasets/{name:path}/query", tags=["keyed"],
               summary="Rows matching a JSON filter: =, IN, ranges, prefix, NOT, substring, "
-                      "regex; projection, limit, cursor paging, NDJSON streaming")
+                      "regex; projection, limit, cursor paging, NDJSON streaming",
+              openapi_extra=_QUERY, responses=_ROWS_OR_NDJSON)
     async def query(name: str, request: Request) -> Response:
         body = _object(await _body(request))
         stream = bool(body.pop("stream", False)) or NDJSON in request.headers.get("accept", "")
         return await run_in_threadpool(run_query, name, body, stream)
 
     @api.post("/datasets/{name:path}/explain", tags=["keyed"],
-              summary="The plan of a query: chosen key, score, chunks pruned, rows examined")
+              summary="The plan of a query: chosen key, score, chunks pruned, rows examined",
+              openapi_extra=_QUERY)
     async def explain(name: str, request: Request) -> Response:
         body = _object(await _body(request))
         return _json(await run_in_threadpool(service.explain, engine, name, body))
@@ -115,8 +144,9 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     async def keys(name: str) -> Response:
         return _json(await run_in_threadpool(keys_body, name))
 
-    @api.post("/datasets/{name:path}/keys", tags=["keyed"], openapi_extra=WRITES,
-              summary="Accept a key (a suggestion or any fields): kept and built from now on")
+    @api.post("/datasets/{name:path}/keys", tags=["keyed"],
+              summary="Accept a key (a suggestion or any fields): kept and built from now on",
+              openapi_extra={**_KEY, **WRITES})
     async def accept_key(name: str, request: Request) -> Response:
         body = _object(await _body(request))
         fields = body.get("fields")
@@ -157,7 +187,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     @api.post("/datasets/{name:path}/join", tags=["keyed"],
               summary="Keyed join / batch lookup of probe rows (JSON, CSV or Arrow): inner, "
-                      "left outer or left only, with a residual filter")
+                      "left outer or left only, with a residual filter",
+              openapi_extra=_JOIN, responses=_ROWS_OR_ARROW)
     async def join(name: str, request: Request) -> Response:
         raw = await _body(request)
         params: dict[str, Any] = dict(request.query_params)

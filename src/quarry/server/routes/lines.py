@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Path, Query
 from fastapi.responses import Response, StreamingResponse
 
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
 from quarry.errors import NotFound
+from quarry.server.names import line_number_schema
 from quarry.server.responses import error_responses
 from quarry.server.settings import ServeSettings
 
@@ -47,6 +48,9 @@ def _stream_line(line: bytes, piece: int = 1 << 20) -> Iterator[bytes]:
 
 def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     base = settings.index_base
+    # Checked by parse_line_number (as the hot path does), so the same 400s; the schema is
+    # only the description's.
+    line_number = Path(json_schema_extra=line_number_schema(base))
 
     def line_response(dataset: str | None, n: str, version: str | None) -> Response:
         if dataset is None:
@@ -62,13 +66,13 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
              summary="Line n of the default dataset (text/plain, no line ending)",
              responses=_responses("The line, without its line ending (UTF-8)",
                                   _DEFAULT_ERRORS))
-    def default_line(n: str, version: str | None = None) -> Response:
+    def default_line(n: str = line_number, version: str | None = None) -> Response:
         return line_response(settings.default_dataset, n, version)
 
     @api.get("/datasets/{name:path}/lines/{n}", tags=["lines"], response_class=Response,
              summary="Line n of a dataset (text/plain, no line ending)",
              responses=_responses("The line, without its line ending (UTF-8)", _ERRORS))
-    def dataset_line(name: str, n: str, version: str | None = None) -> Response:
+    def dataset_line(name: str, n: str = line_number, version: str | None = None) -> Response:
         return line_response(name, n, version)
 
     @api.get("/datasets/{name:path}/lines", tags=["lines"], response_class=Response,
@@ -79,7 +83,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                   "x-quarry-lines": "How many lines the body holds"}))
     def dataset_lines(
         name: str,
-        start: str = Query(..., description=f"first line ({base}-based)"),
+        start: str = Query(..., description=f"first line ({base}-based)",
+                           json_schema_extra=line_number_schema(base)),
         count: int = Query(100, ge=1, le=settings.max_range_count),
         version: str | None = None,
     ) -> Response:

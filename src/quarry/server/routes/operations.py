@@ -26,7 +26,9 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     @api.get("/metrics", tags=["operations"], response_class=Response,
              summary="Prometheus metrics (text exposition format); closed datasets' series "
-                     "only with the token")
+                     "only with the token",
+             responses={200: {"description": "The metrics",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
     def metrics(request: Request) -> Response:
         policy: AccessPolicy = request.app.state.policy
         caller = caller_of(request)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +23,9 @@ from quarry.formats.ipaddr import format_ips
 from quarry.query import iplog
 from quarry.query.model import (
     DEFAULT_LIMIT,
+    MAX_IPS,
+    MAX_LIMIT,
+    MAX_SECONDS,
     Cursor,
     DistinctQuery,
     FindQuery,
@@ -35,6 +38,8 @@ from quarry.query.model import (
     window,
 )
 from quarry.server.hot_records import CompatDataset, member_body
+from quarry.server.openapi import VERSION_SCHEMA
+from quarry.server.responses import error_responses, ok_response
 from quarry.server.settings import ServeSettings
 
 JSON = "application/json"
@@ -44,6 +49,59 @@ NDJSON = "application/x-ndjson"
 COMPAT_MAX_RECORDS = 1_000_000
 MAX_BODY = 4 << 20
 NDJSON_PIECE = 65536  # records per streamed piece
+
+
+# The OpenAPI description of the parameters the find routes read by hand (_params): the
+# same fields as query parameters (GET) or a JSON object body (POST).
+_IP = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+       "description": "An IPv4 or IPv6 address"}
+# Blank entries of a query list (ips=a,b,) are skipped.
+_IP_OR_BLANK = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"},
+                                            {"pattern": r"^\s*$"}]}
+_TIME = {"description": "POSIX seconds, or an ISO 8601 time (UTC unless zoned); the window "
+                        "is inclusive, start at most end",
+         "anyOf": [{"type": "number", "minimum": -MAX_SECONDS, "maximum": MAX_SECONDS},
+                   {"type": "string", "format": "date-time"},
+                   {"type": "string", "maxLength": 0, "description": "no bound"}]}
+_FIELDS: dict[str, dict[str, Any]] = {
+    "ips": {"type": "array", "items": _IP, "maxItems": MAX_IPS,
+            "description": "The addresses (query: ip=a&ip=b, or ips=a,b)"},
+    "ip": _IP,
+    "start": _TIME,
+    "end": _TIME,
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    "offset": {"type": "integer", "minimum": 0},
+    "bucket": {"type": "integer", "minimum": 0,
+               "description": "Count visits in buckets of this many seconds (0: none)"},
+    "order": {"type": "string", "enum": ["count", "ip"]},
+    "cursor": {"type": "string", "description": "next_cursor of the previous page"},
+    "version": VERSION_SCHEMA,
+    "format": {"type": "string", "description": "ndjson: stream the records"},
+}
+_NDJSON_OK = ok_response("The records (NDJSON when streamed)", JSON, NDJSON)
+
+
+def _described(fields: tuple[str, ...], required: str | None) -> dict[str, Any]:
+    """``openapi_extra`` of a GET (query parameters) and a POST (JSON body) of these fields;
+    ``required``: the field without which the route answers 400."""
+    params = []
+    for f in fields:
+        name, schema = f, _FIELDS[f]
+        if f == "ips":  # repeated: ip=a&ip=b
+            name, schema = "ip", {**schema, "items": _IP_OR_BLANK}
+        params.append({"name": name, "in": "query", "required": f == required,
+                       "schema": schema, "style": "form", "explode": True})
+    body = {"type": "object", "properties": {f: _FIELDS[f] for f in fields},
+            **({"required": [required]} if required else {})}
+    return {"get": {"parameters": params},
+            "post": {"requestBody": {"required": required is not None,
+                                     "content": {JSON: {"schema": body}}}}}
+
+
+_MEMBER = _described(("ips", "start", "end", "version"), "ips")
+_FIND_VISITS = _described(("ip", "start", "end", "limit", "bucket", "version"), "ip")
+_FIND_IPS = _described(("start", "end", "limit", "offset", "order", "version"), None)
+_FIND = _described(("ips", "start", "end", "limit", "cursor", "version", "format"), "ips")
 
 
 def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -70,6 +128,9 @@ async def _params(request: Request) -> dict[str, Any]:
                 raise BadRequest(f"request body is not valid JSON: {e}") from None
             if not isinstance(body, dict):
                 raise BadRequest("request body must be a JSON object")
+            for key in ("version", "cursor"):
+                if not isinstance(body.get(key, ""), str | None):
+                    raise BadRequest(f"{key} must be text")
             params.update(body)
     return params
 
@@ -165,34 +226,49 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                          strict=True))
         return _json(pairs, _headers(answer))
 
+    compat_ips = Path(json_schema_extra={
+        "pattern": r"^\s*\[.*\]\s*$",
+        "description": "[ip1,ip2,...]: IPv4 or IPv6 addresses (quotes and spaces tolerated)"})
+    # (One Path per parameter: FastAPI takes a shared one for a single parameter.)
+    time_doc = "POSIX seconds, or an ISO 8601 time (UTC unless zoned)"
+    compat_start, compat_end = Path(description=time_doc), Path(description=time_doc)
+
     # Each compat route also without its trailing slash: the catch-all /datasets/{name}
     # would otherwise take it before any slash redirect.
     @api.get("/find/{ips}/{start}/{end}", include_in_schema=False)
     @api.get("/find/{ips}/{start}/{end}/", tags=["records"],
-             summary="The original access-log index route: [[ip, ts], ...] sorted by time")
-    async def find_compat(ips: str, start: str, end: str) -> Response:
+             summary="The original access-log index route: [[ip, ts], ...] sorted by time",
+             responses=error_responses({
+                 401: "The dataset is closed (`--closed`) and no valid token was sent",
+                 404: "No default dataset and not exactly one records dataset",
+                 413: f"More than {COMPAT_MAX_RECORDS} records match"}))
+    async def find_compat(ips: str = compat_ips, start: str = compat_start,
+                          end: str = compat_end) -> Response:
         return await run_in_threadpool(compat, compat_dataset.name(), ips, start, end)
 
     @api.get("/datasets/{name:path}/find/member/{ips}/{start}/{end}", include_in_schema=False)
     @api.get("/datasets/{name:path}/find/member/{ips}/{start}/{end}/", tags=["records"],
              summary="Membership in the original route's shape: {ip: true/false}")
-    async def member_compat(name: str, ips: str, start: str, end: str) -> Response:
+    async def member_compat(name: str, ips: str = compat_ips, start: str = compat_start,
+                            end: str = compat_end) -> Response:
         return _json(await run_in_threadpool(
             member_body, engine.records(name), parse_compat_ips(ips), start, end, membership))
 
     @api.get("/datasets/{name:path}/find/{ips}/{start}/{end}", include_in_schema=False)
     @api.get("/datasets/{name:path}/find/{ips}/{start}/{end}/", tags=["records"],
-             summary="The original route on a named dataset")
-    async def find_compat_named(name: str, ips: str, start: str, end: str) -> Response:
+             summary="The original route on a named dataset",
+             responses=error_responses({413: f"More than {COMPAT_MAX_RECORDS} records match"}))
+    async def find_compat_named(name: str, ips: str = compat_ips, start: str = compat_start,
+                                end: str = compat_end) -> Response:
         return await run_in_threadpool(compat, name, ips, start, end)
 
     # One operation id per method, so the OpenAPI description stays valid.
     @api.get("/datasets/{name:path}/find/member", tags=["records"],
              summary="For each IP: did it visit within the window?",
-             operation_id="member_get")
+             operation_id="member_get", openapi_extra=_MEMBER["get"])
     @api.post("/datasets/{name:path}/find/member", tags=["records"],
              summary="For each IP: did it visit within the window?",
-             operation_id="member_post")
+             operation_id="member_post", openapi_extra=_MEMBER["post"])
     async def member(name: str, request: Request) -> Response:
         p = await _params(request)
         raw = _ips(p)
@@ -238,10 +314,10 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     # One operation id per method, so the OpenAPI description stays valid.
     @api.get("/datasets/{name:path}/find/visits", tags=["records"],
              summary="All visit times of one IP, with counts",
-             operation_id="find_visits_get")
+             operation_id="find_visits_get", openapi_extra=_FIND_VISITS["get"])
     @api.post("/datasets/{name:path}/find/visits", tags=["records"],
              summary="All visit times of one IP, with counts",
-             operation_id="find_visits_post")
+             operation_id="find_visits_post", openapi_extra=_FIND_VISITS["post"])
     async def find_visits(name: str, request: Request) -> Response:
         p = await _params(request)
         if "ips" in p and "ip" not in p:
@@ -272,10 +348,10 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     # One operation id per method, so the OpenAPI description stays valid.
     @api.get("/datasets/{name:path}/find/ips", tags=["records"],
              summary="Distinct IPs within a window with their record counts",
-             operation_id="find_ips_get")
+             operation_id="find_ips_get", openapi_extra=_FIND_IPS["get"])
     @api.post("/datasets/{name:path}/find/ips", tags=["records"],
              summary="Distinct IPs within a window with their record counts",
-             operation_id="find_ips_post")
+             operation_id="find_ips_post", openapi_extra=_FIND_IPS["post"])
     async def find_ips(name: str, request: Request) -> Response:
         return await run_in_threadpool(distinct, name, await _params(request))
 
@@ -307,10 +383,10 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     # One operation id per method, so the OpenAPI description stays valid.
     @api.get("/datasets/{name:path}/find", tags=["records"],
              summary="Records of a set of IPs within a window, sorted by time",
-             operation_id="find_get")
+             operation_id="find_get", openapi_extra=_FIND["get"], responses=_NDJSON_OK)
     @api.post("/datasets/{name:path}/find", tags=["records"],
              summary="Records of a set of IPs within a window, sorted by time",
-             operation_id="find_post")
+             operation_id="find_post", openapi_extra=_FIND["post"], responses=_NDJSON_OK)
     async def find(name: str, request: Request) -> Response:
         p = await _params(request)
         stream = (p.get("format") == "ndjson" or p.get("stream") in (True, "true", "1")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -19,6 +19,8 @@ from quarry.cluster.ops import Task
 from quarry.engine import Engine
 from quarry.errors import BadRequest, PayloadTooLarge, Unauthorized
 from quarry.server.middleware import WRITES, caller_of
+from quarry.server.names import DATASET_NAME_SCHEMA
+from quarry.server.responses import error_responses
 from quarry.server.settings import ServeSettings
 
 MAX_TASK = 8 << 20
@@ -44,9 +46,13 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     policy: AccessPolicy = api.state.policy
 
     @api.get("/shards", tags=["shards"],
-             summary="Shards laid out so far: state (awake/asleep), memory and load")
-    async def shards(request: Request, dataset: str | None = None,
+             summary="Shards laid out so far: state (awake/asleep), memory and load",
+             responses=error_responses({401: "The dataset is closed and no valid token was sent"}))
+    async def shards(request: Request,
+                     dataset: str | None = Query(None, json_schema_extra=DATASET_NAME_SCHEMA),
                      version: str | None = None) -> Response:
+        if version is not None and dataset is None:
+            raise BadRequest("version needs dataset")  # (it would be ignored)
         caller = caller_of(request)
         why = None if dataset is None else policy.read_denied(caller, dataset)
         if why is not None:
@@ -66,7 +72,10 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         return _json(status)
 
     @api.post("/shards/map", tags=["shards"],
-              summary="Run a shard task here (another dispatcher's part of a query)")
+              summary="Run a shard task here (another dispatcher's part of a query)",
+             responses=error_responses({401: "The task's dataset is closed: send the token"}),
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 wire.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
     async def shard_map(request: Request) -> Response:
         raw = await request.body()
         if len(raw) > MAX_TASK:
@@ -88,12 +97,14 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         return Response(body, media_type=wire.MEDIA_TYPE)
 
     @api.post("/shards/{shard:path}/wake", tags=["shards"], openapi_extra=WRITES,
-              summary="Wake a shard: map its indexes into memory (others may fall asleep)")
+              summary="Wake a shard: map its indexes into memory (others may fall asleep)",
+              responses=error_responses({404: "No such shard"}))
     async def wake(shard: str) -> Response:
         return _json(await run_in_threadpool(dispatcher.wake, shard))
 
     @api.post("/shards/{shard:path}/sleep", tags=["shards"], openapi_extra=WRITES,
-              summary="Put a shard to sleep: it answers by scanning until woken")
+              summary="Put a shard to sleep: it answers by scanning until woken",
+              responses=error_responses({404: "No such shard"}))
     async def sleep(shard: str) -> Response:
         return _json(await run_in_threadpool(dispatcher.sleep, shard))
 

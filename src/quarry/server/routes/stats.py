@@ -17,6 +17,7 @@ from quarry.cluster.backends import InProcessBackend
 from quarry.cluster.dispatcher import Dispatcher
 from quarry.engine import Engine
 from quarry.errors import BadRequest, PayloadTooLarge
+from quarry.server.openapi import VERSION_SCHEMA
 from quarry.server.settings import ServeSettings
 from quarry.stats.dataset import dataset_stats
 from quarry.stats.request import StatsRequest
@@ -30,7 +31,16 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
 
     @api.post("/datasets/{name:path}/stats", tags=["stats"], response_class=Response,
               summary="Statistics (count, top_k, group_count, histogram, distinct_count, "
-                      "min, max, mean) over a records dataset, with filters")
+                      "min, max, mean) over a records dataset, with filters",
+              responses={200: {"description": "The statistics",
+                               "content": {"application/json": {"schema": {"type": "object"}}}}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {
+                      "type": "object", "required": ["aggregates"],
+                      "properties": {"aggregates": {"type": "array", "minItems": 1,
+                                                    "maxItems": 32},
+                                     "filters": {"type": "array"},
+                                     "version": VERSION_SCHEMA}}}}}})
     async def stats(name: str, request: Request) -> Response:
         raw = await request.body()
         if len(raw) > MAX_BODY:

@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, StreamingResponse
@@ -17,13 +17,19 @@ from starlette.responses import FileResponse, StreamingResponse
 from quarry.datasets.kinds import VersionWriter, WriteOptions
 from quarry.engine import Engine
 from quarry.errors import BadRequest, NotFound, PreconditionFailed
-from quarry.server import puts
+from quarry.index.line_index import choose_mode
+from quarry.server import names, puts  # names registers the {name:dataset} convertor
 from quarry.server.puts import INLINE_BELOW, MAX_MESSAGE
+from quarry.server.responses import error_responses
 from quarry.server.settings import ServeSettings
 from quarry.store.refs import check_dataset_name
 from quarry.versions import version_json
 
 HANDOFF = 4 << 20
+# PUT .../aliases/<alias>'s body, when no ?version= is given (none at all: HEAD).
+ALIAS_BODY = {"type": "object", "required": ["version"],
+              "properties": {"version": {"type": "string",
+                                         "description": "The version the alias points at"}}}
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -111,32 +117,43 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         return _json(store.aliases(name))
 
     @api.put("/datasets/{name:path}/aliases/{alias}", tags=["versions"],
-             summary="Point an alias at a version (HEAD if none given); moves atomically")
-    async def put_alias(name: str, alias: str, request: Request,
+             summary="Point an alias at a version (HEAD if none given); moves atomically",
+             openapi_extra={"requestBody": {"required": False, "content": {
+                 "application/json": {"schema": ALIAS_BODY}}}})
+    async def put_alias(name: str, request: Request, alias: str = Path(
+                            json_schema_extra=names.ALIAS_SCHEMA),
                         version: str | None = None) -> Response:
-        if version is None:
-            body = await request.body()
-            if body.strip():
-                try:
-                    doc = orjson.loads(body)
-                    version = doc["version"] if isinstance(doc, dict) else None
-                except (orjson.JSONDecodeError, KeyError):
-                    version = None
-                if not isinstance(version, str):
-                    raise BadRequest('alias body must be JSON like {"version": "<id>"}')
+        body = await request.body()
+        if body.strip():  # checked even beside ?version=, which wins
+            try:
+                doc = orjson.loads(body)
+                named = doc["version"] if isinstance(doc, dict) else None
+            except (orjson.JSONDecodeError, KeyError):
+                named = None
+            if not isinstance(named, str):
+                raise BadRequest('alias body must be JSON like {"version": "<id>"}')
+            version = named if version is None else version
         previous = store.refs.get(name, alias) if store.head(name) else None
         target = store.set_alias(name, alias, version)
         return _json({"dataset": name, "alias": alias, "version": target,
                       "previous": previous})
 
-    @api.delete("/datasets/{name:path}/aliases/{alias}", tags=["versions"])
-    def delete_alias(name: str, alias: str) -> Response:
+    @api.delete("/datasets/{name:path}/aliases/{alias}", tags=["versions"],
+                responses=error_responses({404: "No such dataset, or no such alias"}))
+    def delete_alias(name: str,
+                     alias: str = Path(json_schema_extra=names.ALIAS_SCHEMA)) -> Response:
         store.require_head(name)
         previous = store.delete_alias(name, alias)
         return _json({"dataset": name, "alias": alias, "version": None, "previous": previous})
 
     @api.get("/datasets/{name:path}/data", tags=["versions"], response_class=Response,
-             summary="The data of a version: HEAD, an id, a unique prefix or an alias")
+             summary="The data of a version: HEAD, an id, a unique prefix or an alias",
+             responses={200: {"description": "The data, with the media type it was PUT with "
+                                              "(lines: text/plain)",
+                              "content": {"*/*": {"schema": {}}}},
+                        **error_responses({400: "A records dataset (not readable whole), "
+                                                "or a bad parameter",
+                                           503: "The data is missing from the store"})})
     async def get_data(name: str, version: str | None = None) -> Response:
         vid, snap, data = engine.data(name, version)
         headers = {"etag": f'"{vid}"', "x-quarry-version": vid}
@@ -148,16 +165,30 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         return StreamingResponse(data.iter_bytes(), media_type=data.media_type,
                                  headers=headers)
 
-    @api.put("/datasets/{name:path}", tags=["versions"], status_code=201,
-             summary="PUT the body as a new version (201), or 200 if it equals HEAD")
+    # {name:dataset}: not a path below a dataset, so PUT /datasets/x/lines/3 is the 405 of a
+    # read-only route, not a PUT of a dataset named "x/lines/3".
+    @api.put("/datasets/{name:dataset}", tags=["versions"], status_code=201,
+             summary="PUT the body as a new version (201), or 200 if it equals HEAD",
+             responses={200: {"description": "The body equals HEAD: nothing new committed",
+                              "content": {"application/json": {"schema": {}}}},
+                        201: {"description": "A new version"},
+                        **error_responses({
+                            409: "A version of another kind than the dataset's",
+                            412: "`If-Match` names a version that is not HEAD",
+                            507: "The disk filled up; nothing was committed"})},
+             openapi_extra={"requestBody": {"required": False, "content": {
+                 "*/*": {"schema": {"description": "The version's data"}}}}})
     async def put_dataset(
         name: str, request: Request,
         kind: str | None = Query(None, description="lines or document (default: the "
-                                 "dataset's kind, else document)"),
+                                 "dataset's kind, else document)",
+                                 json_schema_extra={"enum": ["lines", "document"]}),
         message: str = Query("", max_length=MAX_MESSAGE),
-        index: str = Query("auto", description="lines: line index mode"),
+        index: str = Query("auto", description="lines: line index mode",
+                           json_schema_extra={"enum": ["auto", "dense", "sparse"]}),
     ) -> Response:
         check_dataset_name(name)
+        choose_mode(index, None)  # a 400 for any kind, as the description's enum says
         message = message or request.headers.get("x-quarry-message", "")[:MAX_MESSAGE]
         if_match = request.headers.get("if-match")
         commit_kw: dict[str, Any] = {}
