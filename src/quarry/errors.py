@@ -33,6 +33,13 @@ class BadRequest(QuarryError):
     error = "bad request"
 
 
+class Malformed(BadRequest):
+    """A wire message (``quarry.cluster.wire``) that is not what ``pack`` writes: bad framing,
+    an unknown object, or a registered type's field of the wrong type or out of bounds."""
+
+    error = "malformed wire message"
+
+
 class Unauthorized(QuarryError):
     status = 401
     exit_code = 11

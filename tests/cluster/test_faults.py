@@ -11,14 +11,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
-from quarry.cluster import Dispatcher, Policy, PoolBackend
+from quarry.cluster import Dispatcher, Policy, PoolBackend, wire
+from quarry.cluster.ops import Task
 from quarry.cluster.remote import RemoteBackend
 from quarry.datasets.records import RecordsView
 from quarry.engine import Engine
-from quarry.errors import ShardTimeout, ShardUnavailable
+from quarry.errors import BadUpstream, ShardTimeout, ShardUnavailable
 from quarry.query import iplog
 from quarry.query.model import DistinctQuery, FindQuery, Window
 from tests.support import free_port, quarry_cmd, running
@@ -222,3 +224,19 @@ def test_ray_queries_go_direct_and_through_ray_while_an_actor_restarts(
     finally:
         d.close()
         plain.close()
+
+
+@pytest.mark.parametrize("answer", [b"\x00\x01garbage", wire.pack([1, 2]), wire.pack(5),
+                                    wire.pack({"partial": 1, "missing": "x"})],
+                         ids=["garbage", "a list", "an int", "missing not a list"])
+def test_a_malformed_answer_is_the_peers_fault(answer: bytes) -> None:
+    """A peer answering 200 with something other than a partial: 502 naming it, never a
+    400 blaming the caller (or a KeyError)."""
+    backend = RemoteBackend((("http://peer",),), timeout_s=5)
+    backend._client = httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, content=answer)))
+    try:
+        with pytest.raises(BadUpstream, match="http://peer"):
+            backend._call("http://peer", Task("a", "v", (0,), DistinctQuery()))
+    finally:
+        backend.close()

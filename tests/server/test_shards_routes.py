@@ -14,6 +14,7 @@ from quarry.datasets.records_ingest import ingest
 from quarry.engine import Engine
 from quarry.formats.textblocks import expand_sources
 from quarry.query.model import DistinctQuery, Window
+from tests.cluster.test_wire import HOSTILE
 from tests.conftest import make_client
 from tests.support import FIXTURES, free_port
 
@@ -72,6 +73,12 @@ def test_shard_map_runs_a_task_and_refuses_garbage(c: TestClient, loaded: Engine
     assert c.post("/shards/map", content=b"\x00\x01nonsense").status_code == 400
     evil = wire.pack(task).replace(b"quarry.cluster.ops.Task", b"os.system.Taskxx")
     assert c.post("/shards/map", content=evil).status_code == 400
+
+
+@pytest.mark.parametrize("raw", HOSTILE.values(), ids=HOSTILE.keys())
+def test_shard_map_answers_hostile_tasks_400(c: TestClient, raw: bytes) -> None:
+    r = c.post("/shards/map", content=raw)
+    assert r.status_code == 400 and r.json()["error"] == "malformed wire message", r.text
 
 
 def test_partial_answers_are_flagged(loaded: Engine, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from quarry.cluster import wire
 from quarry.cluster.backends import Backend, Outcome
 from quarry.cluster.ops import Task
 from quarry.cluster.shards import ShardSpec
-from quarry.errors import BadRequest, ShardTimeout, ShardUnavailable
+from quarry.errors import BadRequest, BadUpstream, ShardTimeout, ShardUnavailable
 
 # A replica that failed is not tried first again for this long.
 QUARANTINE_S = 5.0
@@ -85,8 +85,15 @@ class RemoteBackend(Backend):
                 self._mark(url)
                 raise ShardUnavailable(f"{url} answered {r.status_code}: {detail}")
             raise BadRequest(f"{url} refused the shard task ({r.status_code}): {detail}")
-        body = wire.unpack(r.content)
-        return body["partial"], tuple(body.get("missing", ()))
+        try:
+            body = wire.unpack(r.content)
+        except wire.Malformed as e:  # the peer's fault, not our caller's: no 400 for it
+            raise BadUpstream(f"{url} answered a malformed partial: {e.detail}") from None
+        missing = body.get("missing", []) if isinstance(body, dict) else None
+        if not isinstance(missing, list) or "partial" not in body or not all(
+                isinstance(m, str) for m in missing):
+            raise BadUpstream(f"{url} answered something other than a partial")
+        return body["partial"], tuple(missing)
 
     def _mark(self, url: str) -> None:
         with self._lock:

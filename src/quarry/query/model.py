@@ -23,13 +23,37 @@ MAX_LIMIT = 1_000_000
 DEFAULT_LIMIT = 10_000
 # Window bounds beyond year ~5000 are typos; this also keeps µs within int64.
 MAX_SECONDS = 1.0e11
+MAX_BUCKET = int(MAX_SECONDS)  # seconds: one bucket spans any window
 Order = Literal["count", "ip"]
+# Times, rows and counts live in int64 columns; a query's numbers must fit beside them.
+INT64 = (1 << 63) - 1
+# Bounds of a limit or offset however a query was made (the routes' are tighter): FindOp
+# asks its shards for one more than the page, so this is not INT64 itself.
+MAX_COUNT = 1 << 62
+
+
+def _check_int(value: int, what: str, lo: int, hi: int) -> None:
+    if not lo <= value <= hi:
+        raise BadRequest(f"{what} must be between {lo} and {hi}, got {value}")
+
+
+def _check_ips(ips: tuple[bytes, ...]) -> None:
+    # Every executor reshapes the addresses to (n, 16) bytes.
+    if ips and set(map(len, ips)) != {16}:
+        raise BadRequest("each address of a query must be 16 bytes (IPv6 or IPv4-mapped)")
 
 
 @dataclass(frozen=True)
 class Window:
     start_us: int | None = None  # inclusive
     end_us: int | None = None  # inclusive
+
+    # Checked on construction, whoever built the query: a route, the CLI, or a peer's shard
+    # task off the wire (whose types quarry.cluster.wire has checked).
+    def __post_init__(self) -> None:
+        for what, v in (("start", self.start_us), ("end", self.end_us)):
+            if v is not None:
+                _check_int(v, f"window {what} (µs)", -INT64, INT64)
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,11 @@ class Cursor:
     ts: int
     chunk: int
     row: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.ts, "cursor time", -INT64, INT64)
+        _check_int(self.chunk, "cursor chunk", 0, INT64)
+        _check_int(self.row, "cursor row", 0, INT64)
 
     def encode(self) -> str:
         raw = orjson.dumps([self.version, self.ts, self.chunk, self.row])
@@ -63,11 +92,18 @@ class FindQuery:
     limit: int = DEFAULT_LIMIT
     cursor: Cursor | None = None
 
+    def __post_init__(self) -> None:
+        _check_ips(self.ips)
+        _check_int(self.limit, "limit", 1, MAX_COUNT)
+
 
 @dataclass(frozen=True)
 class MembershipQuery:
     ips: tuple[bytes, ...]
     window: Window = Window()
+
+    def __post_init__(self) -> None:
+        _check_ips(self.ips)
 
 
 @dataclass(frozen=True)
@@ -77,6 +113,12 @@ class VisitsQuery:
     limit: int = DEFAULT_LIMIT
     bucket_s: int | None = None  # counts per bucket of this many seconds
 
+    def __post_init__(self) -> None:
+        _check_ips((self.ip,))
+        _check_int(self.limit, "limit", 1, MAX_COUNT)
+        if self.bucket_s is not None:
+            _check_int(self.bucket_s, "bucket", 1, MAX_BUCKET)
+
 
 @dataclass(frozen=True)
 class DistinctQuery:
@@ -84,6 +126,12 @@ class DistinctQuery:
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     order: Order = "count"
+
+    def __post_init__(self) -> None:
+        _check_int(self.limit, "limit", 1, MAX_COUNT)
+        _check_int(self.offset, "offset", 0, MAX_COUNT)
+        if self.order not in ("count", "ip"):
+            raise BadRequest(f"order must be count or ip, got {self.order!r}")
 
 
 def parse_time(raw: str | float | int | None, what: str) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,29 +26,36 @@ class Filter:
     op: str  # eq, in, range (inclusive bounds, either may be None), prefix
     value: Any
 
-    @classmethod
-    def parse(cls, d: Any) -> Filter:
-        if not isinstance(d, Mapping):
-            raise BadRequest(f"a filter must be an object {{field, op, value}}, got {d!r}")
-        field, op, value = d.get("field"), d.get("op"), d.get("value")
+    # Checked on construction, whoever built the filter: parse, or a peer's task off the wire.
+    def __post_init__(self) -> None:
+        field, op, value = self.field, self.op, self.value
         if not isinstance(field, str) or not field:
             raise BadRequest(f"filter needs a field name, got {field!r}")
         if op not in FILTER_OPS:
             raise BadRequest(f"filter op must be one of {', '.join(FILTER_OPS)}, got {op!r}")
         if op == "in":
-            if not isinstance(value, list | tuple) or not 0 < len(value) <= MAX_IN:
+            if not isinstance(value, tuple) or not 0 < len(value) <= MAX_IN:
                 raise BadRequest(f"'in' filter on {field} needs a list of 1 to {MAX_IN} values")
-            value = tuple(value)
         elif op == "range":
-            if not isinstance(value, list | tuple) or len(value) != 2:
+            if not isinstance(value, tuple) or len(value) != 2:
                 raise BadRequest(f"'range' filter on {field} needs [low, high] (inclusive; "
                                  "null for open)")
-            value = (value[0], value[1])
         elif op == "prefix":
             if not isinstance(value, str):
                 raise BadRequest(f"'prefix' filter on {field} needs text")
-        elif value is None or isinstance(value, list | dict):
+        elif value is None or isinstance(value, list | tuple | dict):
             raise BadRequest(f"'eq' filter on {field} needs one value")
+
+    @classmethod
+    def parse(cls, d: Any) -> Filter:
+        if not isinstance(d, Mapping):
+            raise BadRequest(f"a filter must be an object {{field, op, value}}, got {d!r}")
+        # Any: checked by __post_init__, which names what is wrong.
+        field: Any = d.get("field")
+        op: Any = d.get("op")
+        value = d.get("value")
+        if op in ("in", "range") and isinstance(value, list):
+            value = tuple(value)  # frozen, and what the wire carries
         return cls(field, op, value)
 
 
@@ -67,6 +75,20 @@ class Aggregate:
                  "distinct_count": ",approx" if self.approx else ""}.get(self.op, "")
         return f"{self.op}({self.field}{extra})"
 
+    def __post_init__(self) -> None:
+        op, field, k, bucket = self.op, self.field, self.k, self.bucket
+        if op not in OPS:
+            raise BadRequest(f"unknown aggregate {op!r}: use one of {', '.join(OPS)}")
+        if OPS[op] and (not isinstance(field, str) or not field):
+            raise BadRequest(f"{op} needs a field")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise BadRequest(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        if isinstance(bucket, bool) or not isinstance(bucket, int | float) \
+                or not 0 < bucket < math.inf:
+            raise BadRequest(f"bucket must be a positive number of seconds, got {bucket!r}")
+        if not isinstance(self.approx, bool):
+            raise BadRequest(f"approx must be true or false, got {self.approx!r}")
+
     @classmethod
     def parse(cls, d: Any) -> Aggregate:
         if isinstance(d, str):
@@ -74,22 +96,11 @@ class Aggregate:
         if not isinstance(d, Mapping):
             raise BadRequest(f"an aggregate must be an object or text like 'top_k:field:10', "
                              f"got {d!r}")
-        op = d.get("op")
-        if op not in OPS:
-            raise BadRequest(f"unknown aggregate {op!r}: use one of {', '.join(OPS)}")
-        field = d.get("field")
-        if OPS[op] and (not isinstance(field, str) or not field):
-            raise BadRequest(f"{op} needs a field")
-        k = d.get("k", 10)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise BadRequest(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        op: Any = d.get("op")
         bucket = d.get("bucket", 3600.0)
-        if isinstance(bucket, bool) or not isinstance(bucket, int | float) or not bucket > 0:
-            raise BadRequest(f"bucket must be a positive number of seconds, got {bucket!r}")
-        approx = d.get("approx", False)
-        if not isinstance(approx, bool):
-            raise BadRequest(f"approx must be true or false, got {approx!r}")
-        return cls(op, field if OPS[op] else None, k, float(bucket), approx)
+        return cls(op, d.get("field") if OPS.get(op) else None, d.get("k", 10),
+                   float(bucket) if isinstance(bucket, int) and not isinstance(bucket, bool)
+                   else bucket, d.get("approx", False))
 
     @classmethod
     def parse_text(cls, text: str) -> Aggregate:
