@@ -137,3 +137,8 @@ def test_join_json_csv_arrow(kc: TestClient) -> None:
         "fields": ["id"]}).json()
     assert [r["id"] for r in res["rows"]] == [i for i in range(400)
                                              if i % 4 == 1 and 20 + i % 50 < 22]
+
+
+def test_accept_key_of_non_names_is_400(kc: TestClient) -> None:
+    r = kc.post("/datasets/people/keys", json={"fields": [True], "build": False})
+    assert r.status_code == 400 and "field names" in r.json()["detail"]

@@ -125,3 +125,31 @@ def test_membership_visits(iplog_client: TestClient) -> None:
 def test_compat_needs_one_records_dataset(client: TestClient) -> None:
     r = client.get("/find/[1.2.3.4]/1/2/")
     assert r.status_code == 404 and "records dataset" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(("method", "path", "args", "word"), [
+    ("GET", "visits", {"ip": "1.1.1.1", "bucket": "99999999999999999999"}, "bucket"),
+    ("GET", "visits", {"ip": "1.1.1.1", "bucket": "-5"}, "bucket"),
+    ("GET", "visits", {"ip": "1.1.1.1", "bucket": "nan"}, "bucket"),
+    ("GET", "visits", {"ip": "1.1.1.1", "limit": "99999999999999999999"}, "limit"),
+    ("GET", "visits", {"ip": "1.1.1.1", "start": "nan"}, "start"),
+    ("GET", "ips", {"offset": "99999999999999999999"}, "offset"),
+    ("GET", "ips", {"offset": "-1"}, "offset"),
+    ("GET", "ips", {"limit": "é"}, "limit"),
+    ("POST", "", {"ips": ["1.1.1.1"], "start": [1]}, "start"),
+    ("POST", "", {"ips": ["1.1.1.1"], "end": {"a": 1}}, "end"),
+    ("POST", "", {"ips": ["1.1.1.1"], "cursor": 5}, "cursor"),
+    ("POST", "", {"ips": ["1.1.1.1"], "version": 5}, "version"),
+    ("POST", "", {"ips": ["1.1.1.1"], "format": 5}, "format"),
+    ("POST", "", {"ips": ["1.1.1.1"], "limit": True}, "limit"),
+    ("POST", "ips", {"version": ["a"]}, "version"),
+    ("POST", "ips", {"order": ["a"]}, "order"),
+    ("POST", "member", {"ips": ["1.1.1.1"], "start": {"x": 1}}, "start"),
+    ("POST", "visits", {"ip": "1.1.1.1", "bucket": [1]}, "bucket"),
+])
+def test_find_routes_bad_values_are_400(iplog_client: TestClient, method: str, path: str,
+                                        args: dict[str, object], word: str) -> None:
+    url = "/datasets/iplog/find" + (f"/{path}" if path else "")
+    r = (iplog_client.get(url, params=args) if method == "GET"
+         else iplog_client.post(url, json=args))
+    assert r.status_code == 400 and word in r.json()["detail"], r.text

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from quarry.datasets.columns import column
 from quarry.datasets.records import Chunk
-from quarry.errors import Corrupt
+from quarry.errors import BadRequest, Corrupt
 from quarry.query.filters import Cond
 
 MAX_BITS = 63  # one spare bit: (prefix + 1) << shift never overflows
@@ -44,6 +44,8 @@ class KeySpec:
     @classmethod
     def parse(cls, text: str | Sequence[str]) -> KeySpec:
         fields = [x.strip() for x in text.split(",")] if isinstance(text, str) else list(text)
+        if not all(isinstance(f, str) for f in fields):  # (JSON bodies pass any list here)
+            raise BadRequest(f"a key's fields are field names, got {str(text)[:60]}")
         return cls(tuple(f for f in fields if f))
 
 

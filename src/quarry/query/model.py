@@ -138,8 +138,8 @@ def parse_time(raw: str | float | int | None, what: str) -> float | None:
     """POSIX seconds (number or numeric text) or ISO 8601 (UTC unless zoned) to seconds."""
     if raw is None or raw == "":
         return None
-    if isinstance(raw, bool):
-        raise BadRequest(f"{what} must be a time, got {raw!r}")
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise BadRequest(f"{what} must be a time, got {str(raw)[:40]!r}")
     if isinstance(raw, int | float):
         value = float(raw)
     else:

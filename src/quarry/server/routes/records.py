@@ -23,6 +23,8 @@ from quarry.formats.ipaddr import format_ips
 from quarry.query import iplog
 from quarry.query.model import (
     DEFAULT_LIMIT,
+    MAX_BUCKET,
+    MAX_COUNT,
     MAX_IPS,
     MAX_LIMIT,
     MAX_SECONDS,
@@ -70,14 +72,33 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "start": _TIME,
     "end": _TIME,
     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-    "offset": {"type": "integer", "minimum": 0},
-    "bucket": {"type": "integer", "minimum": 0,
+    "offset": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+    "bucket": {"type": "integer", "minimum": 0, "maximum": MAX_BUCKET,
                "description": "Count visits in buckets of this many seconds (0: none)"},
     "order": {"type": "string", "enum": ["count", "ip"]},
     "cursor": {"type": "string", "description": "next_cursor of the previous page"},
     "version": VERSION_SCHEMA,
     "format": {"type": "string", "description": "ndjson: stream the records"},
 }
+# What each field of a JSON body may be (null: as if absent), checked in one place before any
+# route reads it; the values are checked further where they are parsed (_int, window...).
+_TIME_TYPES = ((str, int, float), "POSIX seconds or an ISO 8601 time")
+_INT_TYPES = ((int, float, str), "an integer")
+_BODY_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "ips": ((list, str), "a list of IP addresses"), "ip": ((str,), "an IP address as text"),
+    "start": _TIME_TYPES, "end": _TIME_TYPES, "limit": _INT_TYPES, "offset": _INT_TYPES,
+    "bucket": _INT_TYPES, "order": ((str,), "count or ip"), "cursor": ((str,), "text"),
+    "version": ((str,), "text"), "format": ((str,), "text"),
+    "stream": ((bool, str), "true or false"),
+}
+
+
+def _json_name(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "text",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
 _NDJSON_OK = ok_response("The records (NDJSON when streamed)", JSON, NDJSON)
 
 
@@ -128,9 +149,12 @@ async def _params(request: Request) -> dict[str, Any]:
                 raise BadRequest(f"request body is not valid JSON: {e}") from None
             if not isinstance(body, dict):
                 raise BadRequest("request body must be a JSON object")
-            for key in ("version", "cursor"):
-                if not isinstance(body.get(key, ""), str | None):
-                    raise BadRequest(f"{key} must be text")
+            for key, value in body.items():
+                want = _BODY_TYPES.get(key)
+                if want is not None and value is not None and (
+                        not isinstance(value, want[0]) or (isinstance(value, bool) and
+                        bool not in want[0])):
+                    raise BadRequest(f"{key} must be {want[1]}, got {_json_name(value)}")
             params.update(body)
     return params
 
@@ -294,8 +318,9 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         view = engine.records(name, p.get("version"))
         metrics.query(name, "visits", "ip-index")
         bucket = _int(p, "bucket", 0) or None
-        if bucket is not None and bucket < 1:
-            raise BadRequest("bucket must be a positive number of seconds")
+        if bucket is not None and not 1 <= bucket <= MAX_BUCKET:
+            raise BadRequest(f"bucket must be a number of seconds from 1 to {MAX_BUCKET} "
+                             f"(0: no buckets), got {bucket}")
         w = _window(p)
         q = VisitsQuery(ip_list([raw])[0], w, check_limit(_int(p, "limit", DEFAULT_LIMIT)),
                         bucket)
@@ -331,8 +356,8 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
         if order not in ("count", "ip"):
             raise BadRequest("order must be count or ip")
         offset = _int(p, "offset", 0)
-        if offset < 0:
-            raise BadRequest("offset must be >= 0")
+        if not 0 <= offset <= MAX_COUNT:
+            raise BadRequest(f"offset must be from 0 to {MAX_COUNT}, got {offset}")
         w = _window(p)
         limit = check_limit(_int(p, "limit", DEFAULT_LIMIT))
         answer = dispatcher.run(view, DistinctQuery(w, limit, offset, order))
