@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from quarry.cluster import wire
 from quarry.cluster.ops import Task
+from quarry.cluster.stats_op import StatsPartial
 from quarry.errors import BadRequest
 from quarry.query.iplog import Hits
 from quarry.query.model import (
@@ -26,6 +27,7 @@ from quarry.query.model import (
     VisitsQuery,
     Window,
 )
+from quarry.stats.kernels import Distinct, Moments, Rows, ValueCounts
 from quarry.stats.request import Aggregate, Filter, StatsRequest
 
 
@@ -138,6 +140,16 @@ def test_hostile_messages_are_malformed(raw: bytes) -> None:
         wire.unpack(raw)
 
 
+STATS = StatsPartial((ValueCounts(np.arange(3), None, 5, 1), Rows(7),
+                      Moments(2, "a", "b", None), Distinct(pa.array(["x"]))), 9, 8, 2, 1)
+
+
+def test_partials_round_trip() -> None:
+    got = wire.unpack(wire.pack(STATS))
+    assert got.totals[0].counts.tolist() == [0, 1, 2] and got.totals[1:3] == STATS.totals[1:3]
+    assert got.totals[3].values.to_pylist() == ["x"] and got.rows_scanned == 9
+
+
 def _valid_tasks() -> list[bytes]:
     ips = (bytes(10) + b"\xff\xff\x01\x01\x01\x01",)
     w = Window(1, 10**12)
@@ -146,6 +158,7 @@ def _valid_tasks() -> list[bytes]:
                StatsRequest((Aggregate("count"), Aggregate("top_k", "ip", 3)),
                             (Filter("ts", "range", (None, 5)), Filter("ip", "in", ("a",))))]
     packed = [wire.pack(Task("web", V, (0, 1), q, False, "s")) for q in queries]
+    packed.append(wire.pack(STATS))
     packed.append(wire.pack({"partial": Hits(np.arange(3), np.zeros(3, np.int64),
                                              np.ones(3, np.int64), np.zeros(3, np.uint16),
                                              ips),
@@ -173,7 +186,7 @@ def _paths(x: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]
 
 
 @settings(max_examples=400, derandomize=True, deadline=None)
-@given(st.sampled_from(range(6)), st.data())
+@given(st.sampled_from(range(7)), st.data())
 def test_mutated_messages_fail_only_as_malformed(which: int, data: st.DataObject) -> None:
     """Any subtree of a valid message replaced by random JSON, or its bytes cut or flipped:
     unpack gives a value or raises wire.Malformed, nothing else."""

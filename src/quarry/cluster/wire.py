@@ -266,7 +266,7 @@ def _checker(hint: Any) -> _Check:
     if origin is typing.Literal:
         return lambda v: any(type(v) is type(a) and v == a for a in args)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        if isinstance(args[0], type) and args[0] is not float:
+        if isinstance(args[0], type) and args[0] not in (float, Any):  # (Any is a class)
             # Exact types, in C: tuples of 10k addresses cross the wire (and no bool is
             # an int here either).
             exact = frozenset([args[0]])
