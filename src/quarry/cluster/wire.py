@@ -140,9 +140,10 @@ def _register_defaults() -> None:
         VisitsQuery,
         Window,
     )
+    from quarry.query.predicate import NODE_TYPES
 
     register(Task, Window, Cursor, FindQuery, MembershipQuery, VisitsQuery, DistinctQuery,
-             Hits, Visits, AddressCounts)
+             Hits, Visits, AddressCounts, *NODE_TYPES)
 
 
 _register_defaults()
