@@ -260,8 +260,8 @@ def coerce(value: Any, logical: str, field: str, *, bound: bool = False) -> Any:
     """A JSON value as the comparable form of the field's logical type: int, float, str,
     bool, µs since the epoch (timestamp), 16 bytes (ip); 400 naming the field otherwise.
     ``bound``: a range end, where an int field takes a float too."""
-    if logical == "int" and type(value) is int:  # the commonest case, before any allocation
-        return value
+    if logical == "int" and type(value) is int and -(1 << 63) <= value < (1 << 63):
+        return value  # the commonest case, before any allocation
     bad = BadRequest(f"field {field!r} is {logical}; {value!r} is not a valid {logical} value",
                      field=field)
     if logical == "bool":
@@ -272,6 +272,9 @@ def coerce(value: Any, logical: str, field: str, *, bound: bool = False) -> Any:
         raise bad
     if logical == "int":
         if isinstance(value, int):
+            if not -(1 << 63) <= value < (1 << 63):
+                raise BadRequest(f"field {field!r} is int; {value} is out of its range",
+                                 field=field)
             return value
         if isinstance(value, float) and math.isfinite(value) and (bound or value.is_integer()):
             return value if bound else int(value)
