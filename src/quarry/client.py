@@ -257,11 +257,13 @@ class Client:
             rows=rows, on=on, how=how, where=where, fields=fields, version=version)))
 
     def stats(self, name: str, aggregates: Iterable[str | dict[str, Any]],
-              filters: Iterable[dict[str, Any]] = (), *,
+              filters: Iterable[dict[str, Any]] = (), *, where: dict[str, Any] | None = None,
               version: str | None = None) -> dict[str, Any]:
-        """Statistics over a records dataset (``count``, ``top_k:field:k``, ...)."""
+        """Statistics over a records dataset (``count``, ``top_k:field:k``, ...) of the rows
+        matching ``where`` (the ``query`` filter language; ``filters`` is the older list)."""
         return dict(self._json("POST", f"/datasets/{name}/stats", json=self._params(
-            aggregates=list(aggregates), filters=list(filters), version=version)))
+            aggregates=list(aggregates), filters=list(filters) or None, where=where,
+            version=version)))
 
     def shards(self, dataset: str | None = None) -> dict[str, Any]:
         """The server's shards: backend, state (awake/asleep), memory and load."""

@@ -15,6 +15,7 @@ from quarry.datasets.kinds import Data, read_data
 from quarry.datasets.lines import LinesView
 from quarry.datasets.records import RecordsView
 from quarry.errors import BadRequest, QuarryError
+from quarry.formats import logical
 from quarry.index.keyset import KeyCatalog
 from quarry.index.payload import default_payload_budget
 from quarry.query.advisor import Workload
@@ -215,4 +216,8 @@ class Engine:
             d["line_index"] = snap.meta["line_index"]
         if "chunks" in snap.meta:
             d["chunks"] = len(snap.meta["chunks"])
+        if snap.kind == "records" and isinstance(snap.meta.get("schema"), list):
+            # Users see logical types, whatever Arrow types the chunks store.
+            d["schema"] = [{**f, "type": logical.of_text(str(f.get("type", "")))}
+                           for f in snap.meta["schema"]]
         return d

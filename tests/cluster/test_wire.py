@@ -27,8 +27,9 @@ from quarry.query.model import (
     VisitsQuery,
     Window,
 )
+from quarry.query.predicate import parse as parse_where
 from quarry.stats.kernels import Distinct, Moments, Rows, ValueCounts
-from quarry.stats.request import Aggregate, Filter, StatsRequest
+from quarry.stats.request import Aggregate, StatsRequest
 
 
 @given(st.lists(st.binary(min_size=16, max_size=16), max_size=5),
@@ -126,8 +127,10 @@ HOSTILE = {
                                                 "f": {"start_us": 2**63 + 5}}})),
     "order unknown": _raw({"@c": "quarry.query.model.DistinctQuery", "f": {"order": "size"}}),
     "aggregate unknown": _raw({"@c": "quarry.stats.request.Aggregate", "f": {"op": "median"}}),
-    "filter eq a list": _raw({"@c": "quarry.stats.request.Filter",
-                              "f": {"field": "ip", "op": "eq", "value": [1]}}),
+    "filter not on the wire": _raw({"@c": "quarry.stats.request.Filter",
+                                    "f": {"field": "ip", "op": "eq", "value": [1]}}),
+    "predicate field a number": _raw({"@c": "quarry.query.predicate.Prefix",
+                                      "f": {"field": 5, "text": "a"}}),
     "unknown object": _raw({"x": 1}),
     # orjson reads 1024 levels; Python's recursion limit is lower.
     "nested too deep": struct.pack("<II", 1800, 2) + b"[" * 900 + b"]" * 900 + b"[]",
@@ -156,7 +159,8 @@ def _valid_tasks() -> list[bytes]:
     queries = [FindQuery(ips, w, 3, Cursor(V, 5, 0, 1)), MembershipQuery(ips, w),
                VisitsQuery(ips[0], w, 4, 60), DistinctQuery(w, 2, 1, "ip"),
                StatsRequest((Aggregate("count"), Aggregate("top_k", "ip", 3)),
-                            (Filter("ts", "range", (None, 5)), Filter("ip", "in", ("a",))))]
+                            parse_where({"ts": {"lte": 5}, "ip": ["a"], "not": {"s": {
+                                "prefix": "x"}}}))]
     packed = [wire.pack(Task("web", V, (0, 1), q, False, "s")) for q in queries]
     packed.append(wire.pack(STATS))
     packed.append(wire.pack({"partial": Hits(np.arange(3), np.zeros(3, np.int64),

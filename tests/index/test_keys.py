@@ -9,7 +9,7 @@ from quarry.datasets.records import Chunk
 from quarry.datasets.table_ingest import ingest_table
 from quarry.engine import Engine
 from quarry.index.keys import MAX_BITS, ChunkKey
-from quarry.query.filters import Cond
+from quarry.query.predicate import In, Prefix, Range
 from quarry.store import Store
 
 
@@ -31,15 +31,15 @@ def test_lookup_equals_a_scan_and_survives_a_round_trip(tmp_path: Path) -> None:
     again = ChunkKey.from_table(key.to_table())
     t = chunk.table.to_pydict()
     for k in (key, again):
-        rows, used = k.lookup({"a": Cond("a", "in", (3, 7)), "b": Cond("b", "prefix", ("k1",))})
+        rows, used = k.lookup({"a": In("a", (3, 7)), "b": Prefix("b", "k1")})
         assert used == ("a", "b")
         want = [i for i in range(len(t["a"])) if t["a"][i] in (3, 7)
                 and t["b"][i].startswith("k1")]
         assert rows.tolist() == want
-    rows, used = key.lookup({"a": Cond("a", "range", (), 10, 12, True, False)})
+    rows, used = key.lookup({"a": Range("a", 10, 12, True, False)})
     assert rows.tolist() == [i for i, v in enumerate(t["a"]) if 10 <= v < 12]
-    assert key.lookup({"b": Cond("b", "in", ("k1",))}) is None  # leading field wild
-    rows, _ = key.lookup({"a": Cond("a", "in", (999,))})
+    assert key.lookup({"b": In("b", ("k1",))}) is None  # leading field wild
+    rows, _ = key.lookup({"a": In("a", (999,))})
     assert len(rows) == 0
 
 
@@ -71,13 +71,13 @@ def test_a_merged_key_answers_as_its_chunks_do(tmp_path: Path) -> None:
         merged = ChunkKey.merge(parts, sizes)
         assert merged is not None and merged.fields == tuple(fields)
         assert len(merged.comp) == n and (np.diff(merged.comp.astype(np.float64)) >= 0).all()
-        queries = [{"a": Cond("a", "in", (3.0, 7.0, float("nan")))},
-                   {"a": Cond("a", "range", (), 5.0, 9.0, True, False)},
-                   {"b": Cond("b", "prefix", ("k1",)), "c": Cond("c", "in", (2,))},
-                   {"b": Cond("b", "in", ("k3", "k30", "zz"))},
-                   {"c": Cond("c", "in", (1, 2)), "a": Cond("a", "in", (4.0,)),
-                    "b": Cond("b", "prefix", ("k",))},
-                   {"c": Cond("c", "range", (), 2, None)}]
+        queries = [{"a": In("a", (3.0, 7.0, float("nan")))},
+                   {"a": Range("a", 5.0, 9.0, True, False)},
+                   {"b": Prefix("b", "k1"), "c": In("c", (2,))},
+                   {"b": In("b", ("k3", "k30", "zz"))},
+                   {"c": In("c", (1, 2)), "a": In("a", (4.0,)),
+                    "b": Prefix("b", "k")},
+                   {"c": Range("c", 2, None)}]
         for q in queries:
             want = [hit for hit in (p.lookup(q) for p in parts)]
             got = merged.lookup(q)
@@ -92,7 +92,7 @@ def test_a_merged_key_answers_as_its_chunks_do(tmp_path: Path) -> None:
         if fields == ["a"]:
             for v in (3.0, 7.5, float("nan")):
                 assert merged.point(v).tolist() == merged.lookup(
-                    {"a": Cond("a", "in", (v,))})[0].tolist()  # type: ignore[index]
+                    {"a": In("a", (v,))})[0].tolist()  # type: ignore[index]
 
 
 def test_a_key_that_does_not_fit_its_chunk_is_corrupt(tmp_path: Path) -> None:

@@ -1,18 +1,18 @@
 """Key scoring in the style of Roxie's segment monitors: perfect matches, ties, wild fields."""
 
 from quarry.index.keys import KeySpec
-from quarry.query.filters import Cond
 from quarry.query.planner import choose, score_key
+from quarry.query.predicate import Contains, In, Not, Prefix, Range, Regex
 
 TYPES = {"a": "int", "b": "string", "c": "ip", "d": "timestamp", "e": "float"}
 
 
-def eq(f: str) -> Cond:
-    return Cond(f, "in", (1,))
+def eq(f: str) -> In:
+    return In(f, (1,))
 
 
-def rng(f: str) -> Cond:
-    return Cond(f, "range", (), 1, 2)
+def rng(f: str) -> Range:
+    return Range(f, 1, 2)
 
 
 def spec(text: str) -> KeySpec:
@@ -49,10 +49,9 @@ def test_a_range_ends_the_keyed_part() -> None:
 
 
 def test_post_filters_and_negations_are_not_keyable() -> None:
-    conds = [Cond("a", "in", (1,), negate=True), Cond("b", "contains", ("x",)),
-             Cond("b", "regex", ("^x",))]
+    conds = [Not(In("a", (1,))), Contains("b", "x"), Regex("b", "^x")]
     assert choose([spec("a"), spec("b")], conds, TYPES) == (None, 0)
-    best, _ = choose([spec("b")], [Cond("b", "prefix", ("x",))], TYPES)
+    best, _ = choose([spec("b")], [Prefix("b", "x")], TYPES)
     assert best is not None and best.perfect
 
 

@@ -34,7 +34,7 @@ VersionOpt = Annotated[str | None, typer.Option("--version", "-v",
 
 
 def _where(where: str | None, eq: list[str] | None) -> dict[str, Any]:
-    out_: dict[str, Any] = {}
+    parsed: dict[str, Any] = {}
     if where:
         try:
             parsed = orjson.loads(where)
@@ -42,7 +42,7 @@ def _where(where: str | None, eq: list[str] | None) -> dict[str, Any]:
             raise BadRequest(f"--where is not valid JSON: {e}") from None
         if not isinstance(parsed, dict):
             raise BadRequest("--where must be a JSON object")
-        out_.update(parsed)
+    out_: dict[str, Any] = {}
     for item in eq or []:
         name, sep, value = item.partition("=")
         if not sep:
@@ -51,7 +51,10 @@ def _where(where: str | None, eq: list[str] | None) -> dict[str, Any]:
             out_[name] = orjson.loads(value)
         except orjson.JSONDecodeError:
             out_[name] = value
-    return out_
+    if not out_:
+        return parsed
+    # ANDed with --where as a whole, so that -w never replaces a condition of the JSON.
+    return {"and": [parsed, out_]} if parsed else out_
 
 
 def _emit(obj: object) -> None:

@@ -28,6 +28,7 @@ from quarry.cli.api import (
 )
 from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out, read_store
 from quarry.errors import BadRequest
+from quarry.query.predicate import Predicate, and_, parse
 from quarry.stats.request import Aggregate, Filter, StatsRequest
 
 # The original script's statistics, asked for when none are named.
@@ -38,8 +39,10 @@ AggOpt = Annotated[list[str] | None, typer.Option(
     "--agg", "-a", help="count, top_k:FIELD[:K], group_count:FIELD, histogram:FIELD[:SECONDS]"
                         ", distinct_count:FIELD[:approx], min:FIELD, max:FIELD, mean:FIELD")]
 WhereOpt = Annotated[list[str] | None, typer.Option(
-    "--where", "-w", help="FIELD=V (equal), FIELD=V1,V2 (one of), FIELD=LO..HI (range, "
-                          "inclusive, either end may be left out), FIELD^=TEXT (prefix)")]
+    "--where", "-w", help="A where JSON object ('{\"status\": {\"gte\": 400}}'), or "
+                          "FIELD=V (equal), FIELD=V1,V2 (one of), FIELD=LO..HI (range, "
+                          "inclusive, either end may be left out), FIELD^=TEXT (prefix); "
+                          "several are ANDed")]
 
 
 class DefaultToDataset(TyperGroup):
@@ -52,6 +55,8 @@ class DefaultToDataset(TyperGroup):
 
 
 def _value(text: str) -> Any:
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]  # quoted: text even when it looks like a number
     for conv in (int, float):
         try:
             return conv(text)
@@ -60,7 +65,17 @@ def _value(text: str) -> Any:
     return text
 
 
-def parse_where(text: str) -> Filter:
+def parse_where(text: str) -> Predicate:
+    """One ``--where``: a JSON ``where`` object, or one of the short forms."""
+    if text.lstrip().startswith("{"):
+        try:
+            return parse(orjson.loads(text))
+        except orjson.JSONDecodeError as e:
+            raise BadRequest(f"--where is not valid JSON: {e}") from None
+    return _short(text).to_predicate()
+
+
+def _short(text: str) -> Filter:
     m = WHERE.fullmatch(text.strip())
     if not m:
         raise BadRequest(f"bad --where {text!r}: use FIELD=V, FIELD=V1,V2, FIELD=LO..HI or "
@@ -81,7 +96,7 @@ def parse_where(text: str) -> Filter:
 def build_request(aggs: list[str] | None, where: list[str] | None,
                   default: tuple[str, ...] = ("count",)) -> StatsRequest:
     return StatsRequest(tuple(Aggregate.parse_text(a) for a in (aggs or default)),
-                        tuple(parse_where(w) for w in where or ()))
+                        and_(*(parse_where(w) for w in where or ())))
 
 
 def _print(doc: dict[str, Any]) -> None:

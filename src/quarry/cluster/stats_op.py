@@ -15,8 +15,8 @@ from quarry.cluster.ops import Op, register
 from quarry.datasets.records import ChunkInfo, RecordsView
 from quarry.errors import BadRequest
 from quarry.stats import kernels
-from quarry.stats.execute import Accumulator, may_match
-from quarry.stats.request import Aggregate, Filter, StatsRequest
+from quarry.stats.execute import Accumulator, bound_where, may_match
+from quarry.stats.request import Aggregate, StatsRequest
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class StatsOp(Op[StatsRequest, StatsPartial, dict[str, Any]]):
         return None
 
     def keeps(self, q: StatsRequest, chunk: ChunkInfo) -> bool:
-        # Filters are checked against zone maps by each shard, which has the schema.
+        # The tree is checked against zone maps by each shard, which has the schema.
         return True
 
     def map(self, view: RecordsView, q: StatsRequest, scan: bool) -> StatsPartial:
@@ -45,12 +45,15 @@ class StatsOp(Op[StatsRequest, StatsPartial, dict[str, Any]]):
         columns = list(q.columns())
         missing = [c for c in columns if c not in schema.names]
         if missing:
-            raise BadRequest(f"no field {missing[0]!r}; fields are {', '.join(schema.names)}")
+            raise BadRequest(f"no field {missing[0]!r}; fields are {', '.join(schema.names)}",
+                             field=missing[0])
+        # The task carries the unbound tree; each shard binds it to the chunks it reads.
+        where, types = bound_where(q, schema)
         acc = Accumulator(q)
         totals: list[Any] | None = None
         pruned = 0
         for c in view.chunks:
-            if q.filters and not may_match(c.info.zones, q.filters, schema):
+            if not may_match(c.info.zones, where, types):
                 pruned += 1
                 continue
             # count alone reads no column; keep the row count.
@@ -83,5 +86,5 @@ class StatsOp(Op[StatsRequest, StatsPartial, dict[str, Any]]):
 
 
 register(StatsOp())
-wire.register(StatsRequest, Aggregate, Filter, StatsPartial, kernels.ValueCounts,
+wire.register(StatsRequest, Aggregate, StatsPartial, kernels.ValueCounts,
               kernels.Distinct, kernels.Sketch, kernels.Rows, kernels.Moments)

@@ -266,9 +266,10 @@ def _checker(hint: Any) -> _Check:
     if origin is typing.Literal:
         return lambda v: any(type(v) is type(a) and v == a for a in args)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        if isinstance(args[0], type) and args[0] not in (float, Any):  # (Any is a class)
+        if args[0] in (bytes, str, int):
             # Exact types, in C: tuples of 10k addresses cross the wire (and no bool is
-            # an int here either).
+            # an int here either). Only for these: a class may have subclasses (a tuple of
+            # predicates holds Range, Not, ...), and a float field takes ints.
             exact = frozenset([args[0]])
             return lambda v: isinstance(v, tuple) and set(map(type, v)) <= exact
         each = _checker(args[0])
@@ -305,9 +306,10 @@ def _register_defaults() -> None:
         VisitsQuery,
         Window,
     )
+    from quarry.query.predicate import NODE_TYPES
 
     register(Task, Window, Cursor, FindQuery, MembershipQuery, VisitsQuery, DistinctQuery,
-             Hits, Visits, AddressCounts)
+             Hits, Visits, AddressCounts, *NODE_TYPES)
 
 
 _register_defaults()

@@ -205,7 +205,7 @@ def stats_api(settings: ApiSettings, request: StatsRequest, *, store: Store | No
     if store is not None:
         fields = {**settings.key_fields(),
                   "request": [a.name for a in request.aggregates],
-                  "filters": [[f.field, f.op, repr(f.value)] for f in request.filters]}
+                  "where": repr(request.where)}
         cps = Checkpoints(store, STATS_CHECKPOINTS, "stats", fields)
         if restart:
             cps.clear()

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from quarry.errors import BadRequest, Corrupt
+from quarry.formats import logical
 from quarry.index.ip_index import IpIndex
 from quarry.store import Part, Snapshot, Store
 
@@ -224,7 +225,10 @@ class RecordsView:
         self.meta = snap.meta
         self.rows = int(snap.meta.get("rows", 0))
         self.sort_key: str | None = snap.meta.get("sort_key")
-        self.types: dict[str, str] = {f["name"]: f["type"] for f in snap.meta.get("schema", [])}
+        # Logical types (see quarry.formats.logical): manifests of access logs name physical
+        # Arrow types (uint16, dictionary<...>), which users and filters never see.
+        self.types: dict[str, str] = {f["name"]: logical.of_text(f["type"])
+                                      for f in snap.meta.get("schema", [])}
         # Declared keys: name -> field names, in key order (see quarry.index.keys).
         self.declared: dict[str, tuple[str, ...]] = {
             k: tuple(v) for k, v in snap.meta.get("keys", {}).items()}
@@ -264,4 +268,5 @@ class RecordsView:
 
     def describe(self) -> dict[str, Any]:
         return {"rows": self.rows, "chunks": len(self.chunks), "format": self.meta.get("format"),
-                "schema": self.meta.get("schema"), "time_range": self.meta.get("time_range")}
+                "schema": [{"name": n, "type": t} for n, t in self.types.items()],
+                "time_range": self.meta.get("time_range")}

@@ -42,8 +42,12 @@ def zones(table: pa.Table) -> dict[str, list[Any]]:
             mm = pc.min_max(col.cast(pa.int64()) if logical == "timestamp" else col)
             if mm["min"].is_valid:
                 lo, hi = mm["min"].as_py(), mm["max"].as_py()
-                if logical == "float" and (np.isnan(lo) or np.isnan(hi)):
-                    continue
+                if logical == "float":
+                    if np.isnan(lo) or np.isnan(hi):
+                        continue  # only NaN: no order to prune by
+                    # JSON has no inf: an infinite end is written as null, "unbounded".
+                    lo = lo if np.isfinite(lo) else None
+                    hi = hi if np.isfinite(hi) else None
                 out[f.name] = [lo, hi]
     return out
 

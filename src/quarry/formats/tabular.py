@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quarry.errors import BadRequest
+from quarry.formats import logical
 from quarry.formats.ipaddr import IP_TYPE, parse_ips
 
 LOGICAL_TYPES = ("int", "float", "string", "timestamp", "ip")
@@ -40,22 +41,9 @@ def field(name: str, logical: str) -> pa.Field:
 
 
 def logical_type(f: pa.Field) -> str:
-    """The logical type of a stored field (access-log tables predate the metadata)."""
-    meta = (f.metadata or {}).get(b"quarry.type")
-    if meta:
-        return str(meta.decode())
-    t = f.type
-    if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_integer(t) or pa.types.is_boolean(t):
-        return "int"
-    if pa.types.is_floating(t):
-        return "float"
-    if pa.types.is_fixed_size_binary(t) and t.byte_width == 16:
-        return "ip"
-    return "string"
+    """The logical type a stored field is written as (booleans are stored as int 0/1)."""
+    t = logical.of_field(f)
+    return "int" if t == "bool" else t
 
 
 def detect_format(path: Path) -> str:

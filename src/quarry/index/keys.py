@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from quarry.datasets.columns import column
 from quarry.datasets.records import Chunk
 from quarry.errors import BadRequest, Corrupt
-from quarry.query.filters import Cond
+from quarry.query.predicate import In, Leaf, Prefix, Range
 
 MAX_BITS = 63  # one spare bit: (prefix + 1) << shift never overflows
 MAX_PREFIXES = 1 << 20  # IN-set products beyond this stop the keyed part
@@ -237,8 +237,15 @@ class ChunkKey:
             return np.unique(pos[ok]).astype(np.int64)
         if len(values) == 1:  # the common point lookup, without array set operations
             v = values[0]
-            p = int(np.searchsorted(dom, v))
-            hit = p < len(dom) and dom[p] == v
+            if dom.dtype.kind == "S":
+                # Compare as arrays: a numpy bytes_ *scalar* drops trailing NULs, so an
+                # address ending in a zero byte (1.2.3.0) would equal no element.
+                v = np.array(v, dtype=dom.dtype)
+                p = int(np.searchsorted(dom, v))
+                hit = p < len(dom) and bool((dom[p:p + 1] == v).all())
+            else:
+                p = int(np.searchsorted(dom, v))
+                hit = p < len(dom) and dom[p] == v
             return np.array([p] if hit else [], dtype=np.int64)
         vals = np.asarray(values, dtype=dom.dtype) if dom.dtype.kind == "S" else np.asarray(
             values).astype(dom.dtype)
@@ -247,27 +254,30 @@ class ChunkKey:
         ok[ok] = dom[pos[ok]] == vals[ok]
         return np.unique(pos[ok]).astype(np.int64)
 
-    def _code_range(self, i: int, c: Cond) -> tuple[int, int]:
+    def _code_range(self, i: int, c: Leaf) -> tuple[int, int]:
         dom = self.domains[i]
-        if c.op == "prefix":
+        if isinstance(c, Prefix):
             text = self._strings(i)
-            p = str(c.values[0])
+            p = c.text
             nxt = _next_prefix(p)
             lo = int(np.searchsorted(text, p, "left"))
             return lo, len(text) if nxt is None else int(np.searchsorted(text, nxt, "left"))
+        assert isinstance(c, Range)
+        # NaN sorts last in a float domain and is in no range: the codes end before it.
+        end = int(np.searchsorted(dom, np.nan, "left")) if dom.dtype.kind == "f" else len(dom)
         lo = 0 if c.lo is None else int(np.searchsorted(
             dom, np.asarray(c.lo, dtype=dom.dtype) if dom.dtype.kind == "S" else c.lo,
             "left" if c.lo_incl else "right"))
-        hi = len(dom) if c.hi is None else int(np.searchsorted(
+        hi = end if c.hi is None else min(end, int(np.searchsorted(
             dom, np.asarray(c.hi, dtype=dom.dtype) if dom.dtype.kind == "S" else c.hi,
-            "right" if c.hi_incl else "left"))
+            "right" if c.hi_incl else "left")))
         return lo, max(lo, hi)
 
-    def lookup(self, conds: Mapping[str, Cond]) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    def lookup(self, conds: Mapping[str, Leaf]) -> tuple[np.ndarray, tuple[str, ...]] | None:
         """Ascending rows that satisfy the conditions on the leading fields this key serves,
         and those fields; None when the key serves none of them."""
         first = conds.get(self.fields[0])
-        if first is not None and first.is_eq and len(first.values) == 1 and (
+        if isinstance(first, In) and first.is_eq and (
                 len(self.fields) == 1 or self.fields[1] not in conds):
             return self.point(first.values[0]), self.fields[:1]
         prefixes = np.zeros(1, dtype=np.uint64)
@@ -276,10 +286,10 @@ class ChunkKey:
         last = -1
         for i, f in enumerate(self.fields):
             c = conds.get(f)
-            if c is None or not c.keyable:
+            if not isinstance(c, In | Range | Prefix):
                 break
             b = np.uint64(self.bits[i])
-            if c.op == "in":
+            if isinstance(c, In):
                 codes = self._codes_in(i, c.values)
                 if len(prefixes) * max(1, len(codes)) > MAX_PREFIXES:
                     break
@@ -376,8 +386,14 @@ class ChunkKey:
         cols = {"comp": pa.array([self.comp], pa.list_(pa.uint64())),
                 "rows": pa.array([self.rows], pa.list_(pa.uint32()))}
         for i, d in enumerate(self.domains):
-            arr = d if isinstance(d, pa.Array) else (
-                pa.array(d.tolist(), pa.binary(16)) if d.dtype.kind == "S" else pa.array(d))
+            if isinstance(d, pa.Array):
+                arr = d
+            elif d.dtype.kind == "S":
+                # From the buffer: tolist() would drop each address's trailing NUL bytes.
+                arr = pa.FixedSizeBinaryArray.from_buffers(
+                    pa.binary(16), len(d), [None, pa.py_buffer(np.ascontiguousarray(d).tobytes())])
+            else:
+                arr = pa.array(d)
             cols[f"d{i}"] = pa.ListArray.from_arrays(pa.array([0, len(arr)], pa.int32()), arr)
         meta = {"fields": orjson.dumps(self.fields), "bits": orjson.dumps(self.bits)}
         return pa.table(cols).replace_schema_metadata(meta)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from quarry.index.keys import KeySpec
-from quarry.query.filters import Cond
 from quarry.query.planner import WIDTH, primary, score_key
+from quarry.query.predicate import In, Leaf, Predicate, Range
 
 KEY_BYTES_PER_ROW = 12  # uint64 composite + uint32 row
 
@@ -32,7 +32,7 @@ class Shape:
         return self.eq | self.ranged
 
     @classmethod
-    def of(cls, conds: Iterable[Cond]) -> Shape:
+    def of(cls, conds: Iterable[Predicate]) -> Shape:
         by = primary(conds)
         return cls(frozenset(f for f, c in by.items() if c.op == "in"),
                    frozenset(f for f, c in by.items() if c.op != "in"))
@@ -128,5 +128,6 @@ def suggest(shapes: Mapping[Shape, float], types: Mapping[str, str], rows: int, 
 
 def serves(spec: KeySpec, shape: Shape, types: Mapping[str, str]) -> bool:
     """Whether ``spec``'s leading fields cover every keyable field of ``shape``."""
-    conds = {f: Cond(f, "in") for f in shape.eq} | {f: Cond(f, "range") for f in shape.ranged}
+    conds: dict[str, Leaf] = {f: In(f, ()) for f in shape.eq}
+    conds |= {f: Range(f) for f in shape.ranged}
     return set(score_key(spec, conds, types).matched) == shape.fields

@@ -1,5 +1,6 @@
 """Filtered queries over a records view: prune chunks by zone maps, find candidate rows with
-the planned key (or take all rows), post-filter the rest of the conditions in numpy.
+the planned key (or take all rows), evaluate the rest of the predicate tree on them (Arrow
+kernels; strings once per dictionary value).
 
 Results come in (chunk position, row) order whatever the plan, so pages and cursors are the
 same with or without keys, and a cursor stays valid when keys come and go.
@@ -7,7 +8,7 @@ same with or without keys, and a cursor stays valid when keys come and go.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,14 +16,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quarry.datasets.columns import Column, column
 from quarry.datasets.records import Chunk, RecordsView
 from quarry.formats import tabular
 from quarry.formats.ipaddr import format_ips
 from quarry.index.keyset import Key
-from quarry.query.filters import Cond, Query, RowCursor
+from quarry.query.filters import Query, RowCursor
 from quarry.query.lean import lean_page
 from quarry.query.planner import KeyScore, choose, primary
+from quarry.query.predicate import AlwaysTrue, Leaf, Predicate, and_
+from quarry.query.visitors import describe, mask, may_match
 
 
 @dataclass
@@ -54,81 +56,35 @@ class Page:
     stats: Stats
 
 
-def _zone_ok(c: Cond, zone: Sequence[Any] | None, logical: str) -> bool:
-    if zone is None or c.negate or c.op not in ("in", "range"):
-        return True
-    lo, hi = zone
-
-    def conv(v: Any) -> Any:
-        return v.hex() if logical == "ip" else v
-
-    if c.op == "in":
-        return any(lo <= conv(v) <= hi for v in c.values)
-    return (c.lo is None or conv(c.lo) <= hi) and (c.hi is None or conv(c.hi) >= lo)
+def pruned(chunk: Chunk, where: Predicate, types: Mapping[str, str]) -> bool:
+    """Whether the chunk's zone maps prove no row matches."""
+    return not may_match(where, chunk.info.zones, types)
 
 
-def pruned(chunk: Chunk, conds: Iterable[Cond], types: Mapping[str, str]) -> bool:
-    zones = chunk.info.zones
-    return not all(_zone_ok(c, zones.get(c.field), types.get(c.field, "")) for c in conds)
+def rows_mask(chunk: Chunk, where: Predicate, types: Mapping[str, str],
+              rows: np.ndarray | slice) -> np.ndarray:
+    """Which of ``rows`` (positions, or a slice read without a gather) satisfy ``where``."""
+    t = chunk.table
+    if isinstance(rows, slice):
+        start, stop, _ = rows.indices(t.num_rows)
+        n = max(0, stop - start)
+
+        def col(f: str) -> pa.Array | pa.ChunkedArray:
+            return t.column(f).slice(start, n)
+    else:
+        n = len(rows)
+        idx = pa.array(rows, pa.int64())
+
+        def col(f: str) -> pa.Array | pa.ChunkedArray:
+            return t.column(f).take(idx)
+    return mask(where, col, n, types)
 
 
-def _np_values(col: Column, values: Sequence[Any]) -> np.ndarray:
-    if col.logical == "ip":
-        return np.array(values, dtype="S16")
-    return np.asarray(values, dtype=col.values.dtype if col.logical != "int" else None)
-
-
-def _bound(col: Column, v: Any) -> Any:
-    return np.bytes_(v) if col.logical == "ip" else v
-
-
-def cond_mask(c: Cond, col: Column, rows: np.ndarray | slice) -> np.ndarray:
-    vals = col.values[rows]
-    if col.logical == "string":
-        d = col.dictionary
-        assert d is not None
-        if c.op == "in":
-            dm = pc.is_in(d, value_set=pa.array(list(c.values), pa.string()))
-        elif c.op == "prefix":
-            dm = pc.starts_with(d, c.values[0])
-        elif c.op == "contains":
-            dm = pc.match_substring(d, c.values[0])
-        else:
-            dm = pc.match_substring_regex(d, c.values[0])
-        dmask = np.asarray(pc.fill_null(dm, False), dtype=bool)
-        m = dmask[vals] if len(dmask) else np.zeros(len(vals), dtype=bool)
-    elif c.op == "in" and len(c.values) == 1:
-        m = vals == _np_values(col, c.values)[0]
-    elif c.op == "in":
-        m = np.isin(vals, _np_values(col, c.values))
-    else:  # range
-        m = np.ones(len(vals), dtype=bool)
-        if c.lo is not None:
-            lo = _bound(col, c.lo)
-            m &= (vals >= lo) if c.lo_incl else (vals > lo)
-        if c.hi is not None:
-            hi = _bound(col, c.hi)
-            m &= (vals <= hi) if c.hi_incl else (vals < hi)
-    valid = None if col.valid is None else col.valid[rows]
-    if c.negate:
-        m = ~m
-    if valid is not None:
-        m &= valid  # SQL: a condition on a null is never true, negated or not
-    return m
-
-
-def filter_rows(chunk: Chunk, conds: Sequence[Cond], rows: np.ndarray) -> np.ndarray:
-    for c in conds:
-        if not len(rows):
-            break
-        rows = rows[cond_mask(c, column(chunk, c.field), rows)]
-    return rows
-
-
-def chunk_rows(chunk: Chunk, conds: Sequence[Cond], key: Key | None, start: int,
+def chunk_rows(chunk: Chunk, q: Query, types: Mapping[str, str], key: Key | None, start: int,
                stats: Stats) -> np.ndarray:
     """Matching rows (ascending, >= ``start``) of one chunk."""
-    rest = list(conds)
+    conds = q.conds
+    rest: Sequence[Predicate] = conds
     rows: np.ndarray | None = None
     ck = key.chunk_key(chunk) if key is not None else None
     if ck is not None:
@@ -140,16 +96,19 @@ def chunk_rows(chunk: Chunk, conds: Sequence[Cond], key: Key | None, start: int,
             rest = [c for c in conds if id(c) not in consumed]
             if start:
                 rows = rows[rows >= start]
+    residual = and_(*rest)
     if rows is None:
         stats.rows_examined += chunk.info.rows - start
-        if not rest:
+        if isinstance(residual, AlwaysTrue):
             return np.arange(start, chunk.info.rows, dtype=np.int64)
-        # A scan: the first condition reads a slice (no gather), the others only its hits.
-        first = np.flatnonzero(cond_mask(rest[0], column(chunk, rest[0].field),
-                                         slice(start, chunk.info.rows))) + start
-        return filter_rows(chunk, rest[1:], first)
+        # A scan reads slices of the columns (no gather).
+        m = rows_mask(chunk, residual, types, slice(start, chunk.info.rows))
+        return np.flatnonzero(m).astype(np.int64) + start
     stats.rows_examined += len(rows)
-    return filter_rows(chunk, rest, rows)
+    if isinstance(residual, AlwaysTrue) or not len(rows):
+        return rows
+    out: np.ndarray = rows[rows_mask(chunk, residual, types, rows)]
+    return out
 
 
 def plan(view: RecordsView, q: Query, keys: Sequence[Key]) -> tuple[Key | None, Stats]:
@@ -164,8 +123,9 @@ def plan(view: RecordsView, q: Query, keys: Sequence[Key]) -> tuple[Key | None, 
         stats.perfect, stats.keyed_fields = best.perfect, list(best.matched)
     matched = set(best.matched) if best else set()
     by_field = primary(q.conds)
-    stats.post_filters = [f"{'not ' if c.negate else ''}{c.field} {c.op}" for c in q.conds
-                          if not (c.field in matched and by_field.get(c.field) is c)]
+    stats.post_filters = [describe(c) for c in q.conds
+                          if not (isinstance(c, Leaf) and c.field in matched
+                                  and by_field.get(c.field) is c)]
     return key, stats
 
 
@@ -175,11 +135,11 @@ def iter_matches(view: RecordsView, q: Query, key: Key | None,
     for chunk in view.chunks:
         if cur is not None and chunk.position < cur.chunk:
             continue
-        if pruned(chunk, q.conds, view.types):
+        if pruned(chunk, q.where, view.types):
             stats.chunks_pruned += 1
             continue
         start = cur.row + 1 if cur is not None and chunk.position == cur.chunk else 0
-        rows = chunk_rows(chunk, q.conds, key, start, stats)
+        rows = chunk_rows(chunk, q, view.types, key, start, stats)
         if len(rows):
             stats.rows_matched += len(rows)
             yield chunk, rows
@@ -226,7 +186,7 @@ def empty(view: RecordsView, fields: Sequence[str] | None) -> pa.Table:
     if view.chunks:
         t = view.chunks[0].table
         return plain(t.select(list(fields)) if fields is not None else t).slice(0, 0)
-    schema = pa.schema([tabular.field(n, "string" if t == "string" else t)
+    schema = pa.schema([pa.field(n, pa.bool_()) if t == "bool" else tabular.field(n, t)
                         for n, t in view.types.items() if fields is None or n in fields])
     return plain(schema.empty_table())
 

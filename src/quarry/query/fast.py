@@ -23,8 +23,9 @@ from quarry.datasets.records import RecordsView
 from quarry.index.keyset import Key, KeyCatalog
 from quarry.query.advisor import Shape, Workload
 from quarry.query.executor import Page, Stats, plan
-from quarry.query.filters import DEFAULT_LIMIT, MAX_IN, Cond, Query, RowCursor, coerce, parse_fields
+from quarry.query.filters import DEFAULT_LIMIT, MAX_IN, Query, RowCursor, coerce, parse_fields
 from quarry.query.model import MAX_LIMIT
+from quarry.query.predicate import COMBINATORS, In
 
 PER_QUERY = frozenset({"keyed_fields", "post_filters", "rows_examined", "rows_matched"})
 
@@ -39,7 +40,7 @@ class _Plan:
 def _plan(view: RecordsView, field: str, keys: KeyCatalog) -> _Plan | None:
     if not view.chunks or not version_columns(view).uniform:
         return None
-    q = Query((Cond(field, "in", ()),))
+    q = Query(In(field, ()))
     key, stats = plan(view, q, keys.keys(view))
     if key is None or stats.post_filters or key.source != "declared":
         return None
@@ -60,7 +61,8 @@ def fast_query(dataset: str, view: RecordsView, body: Mapping[str, Any], keys: K
     ((field, raw),) = where.items()
     logical = view.types.get(field)
     limit = body.get("limit", DEFAULT_LIMIT)
-    if logical is None or isinstance(raw, dict) or type(limit) is not int \
+    if logical is None or field in COMBINATORS or isinstance(raw, dict) \
+            or type(limit) is not int \
             or not 1 <= limit <= MAX_LIMIT:
         return None
     memo = keys.memo(view.version)
@@ -79,7 +81,7 @@ def fast_query(dataset: str, view: RecordsView, body: Mapping[str, Any], keys: K
         if len(raw) > MAX_IN:
             return None
         values = tuple(dict.fromkeys(coerce(x, logical, field) for x in raw))
-        hit = vk.lookup({field: Cond(field, "in", values)})
+        hit = vk.lookup({field: In(field, values)})
         if hit is None:
             return None
         rows = hit[0]

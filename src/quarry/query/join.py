@@ -14,7 +14,7 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,8 @@ from quarry.errors import BadRequest
 from quarry.formats import tabular
 from quarry.index.keys import ChunkKey, KeySpec
 from quarry.index.keyset import Key
-from quarry.query.executor import Stats, cond_mask, plain
-from quarry.query.filters import Cond
+from quarry.query.executor import Stats, plain, rows_mask
+from quarry.query.predicate import AlwaysTrue, Predicate
 
 HOWS = ("inner", "left", "anti")
 MAX_PROBES = 10_000_000
@@ -41,7 +41,7 @@ PARALLEL_PROBES = 20_000  # probes per thread, at least, on the version-wide key
 class JoinSpec:
     on: tuple[tuple[str, str], ...]  # (probe column, dataset field)
     how: str = "inner"
-    where: tuple[Cond, ...] = ()
+    where: Predicate = field(default_factory=AlwaysTrue)  # bound; filters the matched rows
     fields: tuple[str, ...] | None = None
 
 
@@ -119,7 +119,7 @@ class _Prepared:
 
 
 def _chunk_pairs(chunk: Chunk, ck: ChunkKey, prep: _Prepared, spec: JoinSpec,
-                 fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+                 fields: Sequence[str], types: Mapping[str, str]) -> tuple[np.ndarray, np.ndarray]:
     """(probe index, row) of every match in one chunk."""
     n = len(prep.valid)
     k = 0
@@ -145,8 +145,8 @@ def _chunk_pairs(chunk: Chunk, ck: ChunkKey, prep: _Prepared, spec: JoinSpec,
                 col.dictionary.to_numpy(zero_copy_only=False))[col.values[rows]]
             keep = have == want[probe]
             probe, rows = probe[keep], rows[keep]
-    for c in spec.where:
-        keep = cond_mask(c, column(chunk, c.field), rows)
+    if not isinstance(spec.where, AlwaysTrue) and len(rows):
+        keep = rows_mask(chunk, spec.where, types, rows)
         probe, rows = probe[keep], rows[keep]
     if prep.order is not None:
         probe = prep.order[probe]  # back to the caller's probe numbering
@@ -212,7 +212,7 @@ def _whole_pairs(view: RecordsView, key: Key | None, prep: _Prepared, spec: Join
     """(probe, version-wide row) of every match, by one search of the version-wide key per
     probe instead of one per chunk; None when there is no such key for these fields (or a
     residual filter, which reads chunk columns: the per-chunk way does that)."""
-    if key is None or spec.where or not view.chunks:
+    if key is None or not isinstance(spec.where, AlwaysTrue) or not view.chunks:
         return None
     cols = version_columns(view)
     vk = key.whole(view, cols.positions) if cols.uniform else None
@@ -256,7 +256,7 @@ def _per_chunk(view: RecordsView, key: Key | None, prep: _Prepared, spec: JoinSp
         ck = key.chunk_key(chunk) if key is not None else None
         if ck is None:
             ck = ChunkKey.build(chunk, order)
-        p, r = _chunk_pairs(chunk, ck, prep, spec, order)
+        p, r = _chunk_pairs(chunk, ck, prep, spec, order, view.types)
         return chunk.position, p, r
 
     with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 2)) as pool:

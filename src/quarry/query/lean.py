@@ -39,9 +39,10 @@ def lean_page(view: RecordsView, q: Query, key: Key) -> LeanAnswer | None:
     cols = version_columns(view)
     if not cols.uniform:
         return None
-    by_field = primary(q.conds)
-    if len(by_field) != len(q.conds):
-        return None  # a second condition on a field is a post-filter
+    conds = q.conds
+    by_field = primary(conds)
+    if len(by_field) != len(conds):
+        return None  # a conjunct the key cannot serve (or a second one on a field)
     vk = key.whole(view, cols.positions)
     if vk is not None:
         hit = vk.lookup(by_field)

@@ -1,10 +1,11 @@
 """Key choice in the style of HPCC Roxie's segment monitors.
 
-Each keyable condition is a segment monitor on its field; a field without one is *wild*. A
-key scores the bytes of the leading fields the query fixes: an ``=``/``IN`` field adds its
-width and lets the next field count; a range or prefix adds its width and ends the run. The
-best score wins; ties go to the key with the fewest trailing (unused) fields, and a key that
-serves every keyable condition with no trailing field is perfect: the search stops there.
+Each keyable conjunct of the predicate tree (``=``/``IN``, a range, a prefix) is a segment
+monitor on its field; a field without one is *wild*. A key scores the bytes of the leading
+fields the query fixes: an ``=``/``IN`` field adds its width and lets the next field count; a
+range or prefix adds its width and ends the run. The best score wins; ties go to the key with
+the fewest trailing (unused) fields, and a key that serves every keyable conjunct with no
+trailing field is perfect: the search stops there.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from quarry.index.keys import KeySpec
-from quarry.query.filters import Cond
+from quarry.query.predicate import Leaf, Predicate
+from quarry.query.visitors import keyable
 
 WIDTH = {"int": 8, "float": 8, "timestamp": 8, "ip": 16, "string": 8}
 
@@ -30,18 +32,20 @@ class KeyScore:
         return other is None or (self.score, -self.trailing) > (other.score, -other.trailing)
 
 
-def primary(conds: Iterable[Cond]) -> dict[str, Cond]:
-    """One keyable condition per field, ``=``/``IN`` before a range before a prefix (the
+def primary(conds: Iterable[Predicate]) -> dict[str, Leaf]:
+    """One keyable conjunct per field, ``=``/``IN`` before a range before a prefix (the
     others on that field are post-filtered)."""
     rank = {"in": 0, "range": 1, "prefix": 2}
-    out: dict[str, Cond] = {}
+    out: dict[str, Leaf] = {}
     for c in conds:
-        if c.keyable and (c.field not in out or rank[c.op] < rank[out[c.field].op]):
-            out[c.field] = c
+        if keyable(c):
+            assert isinstance(c, Leaf)
+            if c.field not in out or rank[c.op] < rank[out[c.field].op]:
+                out[c.field] = c
     return out
 
 
-def score_key(spec: KeySpec, by_field: Mapping[str, Cond], types: Mapping[str, str]) -> KeyScore:
+def score_key(spec: KeySpec, by_field: Mapping[str, Leaf], types: Mapping[str, str]) -> KeyScore:
     matched: list[str] = []
     score = 0
     for f in spec.fields:
@@ -57,7 +61,7 @@ def score_key(spec: KeySpec, by_field: Mapping[str, Cond], types: Mapping[str, s
     return KeyScore(spec, score, tuple(matched), trailing, perfect)
 
 
-def choose(specs: Sequence[KeySpec], conds: Iterable[Cond],
+def choose(specs: Sequence[KeySpec], conds: Iterable[Predicate],
            types: Mapping[str, str]) -> tuple[KeyScore | None, int]:
     """The best key for the conditions (None: scan) and how many keys were scored."""
     by_field = primary(conds)

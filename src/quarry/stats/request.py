@@ -1,13 +1,20 @@
-"""Statistics requests as frozen descriptions, and their parsing at the edges (JSON, CLI)."""
+"""Statistics requests as frozen descriptions, and their parsing at the edges (JSON, CLI).
+
+A request's rows are chosen by a predicate tree (:mod:`quarry.query.predicate`), unbound: it
+is bound to each table's logical types where it runs (a shard, or the fetcher's pages). The
+first filter language, ``filters: [{field, op, value}]``, is still accepted and translated
+into the tree, ANDed with any ``where``.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quarry.errors import BadRequest
+from quarry.query.predicate import AlwaysTrue, In, Predicate, Prefix, Range, and_, fields, parse
 
 # op -> whether it needs a field
 OPS: dict[str, bool] = {
@@ -57,6 +64,15 @@ class Filter:
         if op in ("in", "range") and isinstance(value, list):
             value = tuple(value)  # frozen, and what the wire carries
         return cls(field, op, value)
+
+    def to_predicate(self) -> Predicate:
+        if self.op == "eq":
+            return In(self.field, (self.value,))
+        if self.op == "in":
+            return In(self.field, tuple(self.value))
+        if self.op == "range":
+            return Range(self.field, self.value[0], self.value[1])
+        return Prefix(self.field, str(self.value))
 
 
 @dataclass(frozen=True)
@@ -131,7 +147,7 @@ class Aggregate:
 @dataclass(frozen=True)
 class StatsRequest:
     aggregates: tuple[Aggregate, ...]
-    filters: tuple[Filter, ...] = ()
+    where: Predicate = field(default_factory=AlwaysTrue)  # unbound
 
     def __post_init__(self) -> None:
         if not 0 < len(self.aggregates) <= MAX_AGGREGATES:
@@ -139,13 +155,18 @@ class StatsRequest:
 
     def columns(self) -> tuple[str, ...]:
         """Every column the request reads, in a stable order."""
-        names = [a.field for a in self.aggregates if a.field] + [f.field for f in self.filters]
+        names = [a.field for a in self.aggregates if a.field] + list(fields(self.where))
         return tuple(dict.fromkeys(n for n in names if n))
 
     @classmethod
     def parse(cls, doc: Any) -> StatsRequest:
         if not isinstance(doc, Mapping):
             raise BadRequest("the stats request must be a JSON object with 'aggregates'")
+        unknown = [k for k in doc if k not in KEYS]
+        if unknown:
+            # A misspelt key would be a filter silently ignored: refuse it.
+            raise BadRequest(f"unknown key {unknown[0]!r} in the stats request: use "
+                             f"{', '.join(KEYS)}")
         aggs = doc.get("aggregates")
         if not isinstance(aggs, Sequence) or isinstance(aggs, str):
             raise BadRequest("'aggregates' must be a list, e.g. [\"count\", "
@@ -153,5 +174,9 @@ class StatsRequest:
         filters = doc.get("filters") or []
         if not isinstance(filters, Sequence) or isinstance(filters, str):
             raise BadRequest("'filters' must be a list of {field, op, value}")
-        return cls(tuple(Aggregate.parse(a) for a in aggs),
-                   tuple(Filter.parse(f) for f in filters))
+        where = and_(parse(doc.get("where")),
+                     *(Filter.parse(f).to_predicate() for f in filters))
+        return cls(tuple(Aggregate.parse(a) for a in aggs), where)
+
+
+KEYS = ("aggregates", "where", "filters", "version")
