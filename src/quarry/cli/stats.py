@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-import orjson
 import typer
 from typer.core import TyperGroup
 
@@ -26,7 +25,16 @@ from quarry.cli.api import (
     fetch_progress,
     summary,
 )
-from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out, read_store
+from quarry.cli.common import (
+    DEFAULT_DATA,
+    DataOpt,
+    JsonOpt,
+    VersionOpt,
+    emit,
+    errors,
+    note,
+    read_store,
+)
 from quarry.errors import BadRequest
 from quarry.stats.request import Aggregate, Filter, StatsRequest
 
@@ -84,12 +92,12 @@ def build_request(aggs: list[str] | None, where: list[str] | None,
                         tuple(parse_where(w) for w in where or ()))
 
 
-def _print(doc: dict[str, Any]) -> None:
-    out.print_json(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+def _print(doc: dict[str, Any], as_json: bool) -> None:
+    emit(doc, as_json)
 
 
 def register(app: typer.Typer) -> None:
-    stats = typer.Typer(cls=DefaultToDataset, no_args_is_help=True,
+    stats = typer.Typer(cls=DefaultToDataset, no_args_is_help=True, rich_markup_mode=None,
                         help="Statistics over a records dataset (quarry stats NAME -a ...) "
                              "or a paged API while fetching (quarry stats api ...).")
     app.add_typer(stats, name="stats")
@@ -98,8 +106,9 @@ def register(app: typer.Typer) -> None:
     def stats_dataset(
         name: Annotated[str, typer.Argument(help="Records dataset.")],
         agg: AggOpt = None, where: WhereOpt = None,
-        version: Annotated[str | None, typer.Option("--version", "-v")] = None,
+        version: VersionOpt = None,
         threads: Annotated[int, typer.Option("--threads", min=1, max=64)] = 2,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Statistics over records dataset NAME (also: quarry stats NAME)."""
@@ -108,7 +117,8 @@ def register(app: typer.Typer) -> None:
 
         with errors():
             req = build_request(agg, where)
-            _print(dataset_stats(Engine(read_store(data)), name, req, version, threads=threads))
+            _print(dataset_stats(Engine(read_store(data)), name, req, version, threads=threads),
+                   as_json)
 
     @stats.command("api")
     def stats_api_cmd(
@@ -121,6 +131,7 @@ def register(app: typer.Typer) -> None:
         checkpoints: Annotated[bool, typer.Option(
             "--checkpoints/--no-checkpoints",
             help="Keep checkpoints in the data folder, so a stopped run resumes.")] = True,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Statistics of a paged API's items, computed while fetching (the items are not
@@ -139,8 +150,8 @@ def register(app: typer.Typer) -> None:
                 result, report = stats_api(settings, req, store=store, progress=advance,
                                            restart=restart, on_start=started,
                                            flush_rows=flush_rows)
-            err.print(summary(report), highlight=False)
-            _print(result)
+            note(summary(report))
+            _print(result, as_json)
 
 
 
