@@ -12,8 +12,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -74,3 +76,8 @@ def running(args: list[str], health_url: str, env: dict[str, str] | None = None,
             stream.close()
         for path in (out_path, err_path):
             os.unlink(path)
+
+
+def json_lines(text: str) -> list[Any]:
+    """What a `--json` command prints for a list: one compact JSON document a line."""
+    return [orjson.loads(line) for line in text.splitlines() if line.strip()]

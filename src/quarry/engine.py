@@ -10,12 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from quarry import catalog
 from quarry.budget import budget_from_env, ram_share
 from quarry.datasets.kinds import Data, read_data
 from quarry.datasets.lines import LinesView
 from quarry.datasets.records import RecordsView
-from quarry.errors import BadRequest, QuarryError
-from quarry.formats import logical
+from quarry.errors import BadRequest
 from quarry.index.keyset import KeyCatalog
 from quarry.index.payload import default_payload_budget
 from quarry.query.advisor import Workload
@@ -23,8 +23,6 @@ from quarry.store import Snapshot, Store
 from quarry.store.journal import ALIAS, COMMIT, Event
 
 V = TypeVar("V")
-# Manifest meta entries too bulky for a dataset description (listed per chunk).
-_HIDDEN_META = frozenset({"line_index", "chunks"})
 MAX_RESOLVED = 4096  # cached name resolutions, forgotten all at once when full
 KEY_BUDGET_FRACTION = 0.25  # of physical memory, for keys the key builder makes
 
@@ -190,34 +188,7 @@ class Engine:
         return [k[1] for k in list(self._views)]
 
     def datasets(self) -> list[dict[str, Any]]:
-        out = []
-        for name in self.store.datasets():
-            try:
-                out.append(self.describe(name))
-            except QuarryError:  # not found, or damaged: fsck reports it, a list goes on
-                continue
-        return out
+        return catalog.datasets(self.store)
 
     def describe(self, dataset: str) -> dict[str, Any]:
-        vid = self.store.require_head(dataset)
-        snap = self.store.snapshot(vid)
-        versions = len(self.store.history(dataset))
-        d: dict[str, Any] = {
-            "name": dataset, "kind": snap.kind, "version": vid, "created": snap.created,
-            "size": snap.size, "sha256": snap.sha256, "versions": versions,
-            "aliases": self.store.refs.aliases(dataset), "message": snap.message,
-            "linked": snap.link is not None,
-        }
-        if snap.link is not None:
-            # Metadata stays readable when a linked file changed (its reads answer 503).
-            d["linked_file"] = snap.link.state()
-        d.update({k: v for k, v in snap.meta.items() if k not in _HIDDEN_META})
-        if "line_index" in snap.meta:
-            d["line_index"] = snap.meta["line_index"]
-        if "chunks" in snap.meta:
-            d["chunks"] = len(snap.meta["chunks"])
-        if snap.kind == "records" and isinstance(snap.meta.get("schema"), list):
-            # Users see logical types, whatever Arrow types the chunks store.
-            d["schema"] = [{**f, "type": logical.of_text(str(f.get("type", "")))}
-                           for f in snap.meta["schema"]]
-        return d
+        return catalog.describe(self.store, dataset)

@@ -40,7 +40,7 @@ def test_ingest_then_stats(tmp_path: Path, api_url: str) -> None:
     items = oracle()
     cat8 = [it for it in items if it["food__category_id"] == 8]
     code, out, err = q("stats", "food", "-a", "count", "-a", "top_k:food_id:2",
-                       "-w", "food__category_id=8", "--data", d)
+                       "-w", "food__category_id=8", "--json", "--data", d)
     assert code == 0, err
     doc = json.loads(out)
     assert doc["results"]["count"] == len(cat8)
@@ -48,14 +48,14 @@ def test_ingest_then_stats(tmp_path: Path, api_url: str) -> None:
     assert doc["results"]["top_k(food_id,2)"]["top"] == [
         [v, n] for v, n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:2]]
     code, out, _ = q("stats", "dataset", "food", "-a", "max:id", "-w", f"id={FIRST}..658331000",
-                     "--data", d)
+                     "--json", "--data", d)
     assert json.loads(out)["results"]["max(id)"] == max(
         it["id"] for it in items if it["id"] <= 658331000)
 
 
 def test_stats_api_defaults_to_the_original_statistics(api_url: str) -> None:
     code, out, err = q("stats", "api", "--url", api_url, "--first-id", str(FIRST),
-                       "--last-id", str(LAST), "--rate-limit", "0", "--pool", "3")
+                       "--last-id", str(LAST), "--rate-limit", "0", "--pool", "3", "--json")
     assert code == 0, err
     res = json.loads(out)["results"]
     assert res["count"] == 2000

@@ -12,7 +12,7 @@ from quarry.cli import app
 from quarry.server.settings import ServeSettings
 from tests.index.test_line_index import oracle_lines
 from tests.store.test_full_disk import fail_head_writes
-from tests.support import FIXTURES, free_port, quarry_cmd
+from tests.support import FIXTURES, free_port, json_lines, quarry_cmd
 
 FRANKENSTEIN = FIXTURES / "lines" / "frankenstein.txt"
 EXPECTED = oracle_lines(FRANKENSTEIN.read_bytes())
@@ -37,10 +37,10 @@ def test_put_get_ls_info(tmp_path: Path) -> None:
     code, out, _ = q(d, "get", "frank", "0", "--index-base", "0")
     assert out.encode() == EXPECTED[0] + b"\n"
     code, out, _ = q(d, "ls", "--json")
-    assert json.loads(out)[0]["name"] == "frank"
+    assert json_lines(out)[0]["name"] == "frank"
     code, out, _ = q(d, "ls")
     assert code == 0 and "frank" in out
-    code, out, _ = q(d, "info", "frank")
+    code, out, _ = q(d, "info", "frank", "--json")
     assert json.loads(out)["lines"] == len(EXPECTED)
 
 
@@ -77,7 +77,7 @@ def test_errors_have_messages_and_exit_codes(tmp_path: Path) -> None:
         assert got == code, (args, got, err)
         assert msg in err, (args, err)
     # Nothing was added by the failed commands.
-    assert [x["name"] for x in json.loads(q(d, "ls", "--json")[1])] == ["frank"]
+    assert [x["name"] for x in json_lines(q(d, "ls", "--json")[1])] == ["frank"]
 
 
 def test_real_process_exit_code(tmp_path: Path) -> None:
@@ -216,4 +216,4 @@ def test_serve_skips_a_dataset_with_a_damaged_head(tmp_path: Path,
     assert r.exit_code == 8
     assert f"ref broken HEAD: {broken} holds no whole version record (0 bytes" in r.stdout
     code, out, _ = q(tmp_path / "d", "ls", "--json")
-    assert code == 0 and [x["name"] for x in json.loads(out)] == ["frank"]
+    assert code == 0 and [x["name"] for x in json_lines(out)] == ["frank"]

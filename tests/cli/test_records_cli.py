@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from quarry.cli import app
 from quarry.formats.dispatcher import chunk_files
-from tests.support import FIXTURES, free_port, quarry_cmd, running
+from tests.support import FIXTURES, free_port, json_lines, quarry_cmd, running
 
 runner = CliRunner()
 IPLOG = FIXTURES / "iplog"
@@ -29,14 +29,14 @@ def test_ingest_dispatcher_then_find(tmp_path: Path) -> None:
     first = (IPLOG / "stable_dispatcher" / "stable_1k_0.csv").read_text().splitlines()
     ip, ts = next(csv.reader(first))
     code, out, _ = q(tmp_path, "find", "records", "iplog", "--ip", ip, "--start", ts,
-                     "--end", ts)
+                     "--end", ts, "--json")
     assert code == 0 and [orjson.loads(x) for x in out.splitlines()] == [
         {"ip": ip, "ts": float(ts)}]
-    code, out, _ = q(tmp_path, "find", "member", "iplog", "-i", f"{ip},1.1.1.1")
+    code, out, _ = q(tmp_path, "find", "member", "iplog", "-i", f"{ip},1.1.1.1", "--json")
     assert orjson.loads(out) == {ip: True, "1.1.1.1": False}
-    code, out, _ = q(tmp_path, "find", "visits", "iplog", ip, "--bucket", "3600")
+    code, out, _ = q(tmp_path, "find", "visits", "iplog", ip, "--bucket", "3600", "--json")
     assert orjson.loads(out)["count"] >= 1
-    code, out, _ = q(tmp_path, "find", "ips", "iplog", "-n", "2")
+    code, out, _ = q(tmp_path, "find", "ips", "iplog", "-n", "2", "--json")
     assert orjson.loads(out)["distinct"] > 1000
     code, _, err = q(tmp_path, "find", "records", "iplog", "--ip", "1.2.3")
     assert code == 2 and "not an IP address" in err
@@ -85,7 +85,7 @@ def test_input_that_is_all_malformed_commits_nothing(tmp_path: Path) -> None:
                           f"(the first, {bad}:1: 'garbage'); nothing was committed")
     assert rej.read_bytes() == b"garbage\nmore garbage\n"
     code, out, _ = q(tmp_path, "ls", "--json")
-    assert code == 0 and orjson.loads(out) == []
+    assert code == 0 and json_lines(out) == []
     csv_in = tmp_path / "bad.csv"
     csv_in.write_bytes(b"ip,ts\nx,1\n1.2.3.4,abc\n")  # the header is not counted
     code, _, err = q(tmp_path, "ingest", "logs", "iplog", str(csv_in), "-f", "ipts")
@@ -97,7 +97,7 @@ def test_input_that_is_all_malformed_commits_nothing(tmp_path: Path) -> None:
         code, _, err = q(tmp_path, "ingest", "logs", "iplog", str(csv_in), *extra)
         assert code == 2 and "nothing was committed" in err
     code, out, _ = q(tmp_path, "versions", "iplog", "--json")
-    assert code == 0 and len(orjson.loads(out)) == 1
+    assert code == 0 and len(json_lines(out)) == 1
 
 
 def test_a_truncated_gzip_names_the_file_and_exits_2(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_a_truncated_gzip_names_the_file_and_exits_2(tmp_path: Path) -> None:
     code, _, err = q(tmp_path, "ingest", "logs", "web", "-", input=cut.read_bytes())
     assert code == 2 and err.startswith("error: <stdin>: damaged or truncated gzip data")
     code, out, _ = q(tmp_path, "versions", "web", "--json")
-    assert code == 0 and len(orjson.loads(out)) == 1
+    assert code == 0 and len(json_lines(out)) == 1
 
 
 def test_a_table_without_rows_is_refused_by_name(tmp_path: Path) -> None:

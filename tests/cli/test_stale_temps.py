@@ -89,7 +89,7 @@ def test_stale_temp_files_are_reported_then_removed_but_never_a_live_writers(
         if live.poll() is None:
             live.kill()
             live.wait(10)
-    r = runner.invoke(app, ["info", "live", "--data", str(data)])
+    r = runner.invoke(app, ["info", "live", "--json", "--data", str(data)])
     assert r.exit_code == 0 and json.loads(r.stdout)["size"] == (MB << 20) + 8
     # serve removes them on start too.
     stale = kill(*start_put(data, "killed"))

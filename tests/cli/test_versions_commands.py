@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from quarry.cli import app
+from tests.support import json_lines
 
 runner = CliRunner()
 
@@ -24,7 +25,7 @@ def test_document_versions_aliases(tmp_path: Path) -> None:
     code, out, _ = q(d, "put", "docs/a", "-", stdin=b"\x00v2")  # keeps its kind
     assert code == 0
     code, out, _ = q(d, "versions", "docs/a", "--json")
-    rows = json.loads(out)
+    rows = json_lines(out)
     assert [r["kind"] for r in rows] == ["document", "document"] and rows[1]["message"] == "one"
     v1 = rows[1]["version"]
     code, out, _ = q(d, "cat", "docs/a", "--version", v1[:6])
@@ -80,8 +81,8 @@ def test_pipeline_commands(tmp_path: Path) -> None:
     q(d, "put", "src", "-", stdin=b"hello\n")
     r = runner.invoke(app, ["pipeline", "retry", "--config", str(cfg)])
     assert r.exit_code == 1 and "failed" in r.stdout
-    r = runner.invoke(app, ["pipeline", "status", "--config", str(cfg)])
-    assert r.exit_code == 0 and len(json.loads(r.stdout)[0]["failed"]) == 1
+    r = runner.invoke(app, ["pipeline", "status", "--config", str(cfg), "--json"])
+    assert r.exit_code == 0 and len(json_lines(r.stdout)[0]["failed"]) == 1
     flag.touch()
     r = runner.invoke(app, ["pipeline", "retry", "copy", "--config", str(cfg)])
     assert r.exit_code == 0 and "done" in r.stdout
@@ -93,7 +94,7 @@ def test_pipeline_commands(tmp_path: Path) -> None:
 
 
 def test_subscribe_and_up_bad_input(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["subscribe", "--endpoint", "not-an-endpoint", "-n", "1"])
+    r = runner.invoke(app, ["subscribe", "--endpoint", "not-an-endpoint", "-c", "1"])
     assert r.exit_code == 2 and "cannot subscribe" in r.stderr
     cfg = tmp_path / "quarry.yaml"
     cfg.write_text("pipelines:\n  - name: a\n    source: x\n    target: x\n    run: cat\n")

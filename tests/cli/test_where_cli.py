@@ -26,10 +26,10 @@ def test_stats_and_query_take_where_json(tmp_path: Path) -> None:
     lines = LOG.read_text().splitlines()
     errors = sum(1 for x in lines if x.split('"')[2].split()[0] >= "400")
     out = orjson.loads(run(data, "stats", "weblogs", "-a", "count",
-                           "-w", '{"status": {"gte": 400}}').stdout)
+                           "-w", '{"status": {"gte": 400}}', "--json").stdout)
     assert out["results"]["count"] == errors
     r = run(data, "query", "weblogs", "--where", '{"status": {"gte": 400}}', "-w", "status=404",
-            "--limit", "100000")
+            "--limit", "100000", "--json")
     rows = [orjson.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     assert rows and all(x["status"] == 404 for x in rows)
     r = runner.invoke(app, ["stats", "weblogs", "-w", '{"status": "x"}', "--data", str(data)])

@@ -5,17 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out
+from quarry.cli.common import (
+    DEFAULT_DATA,
+    DataOpt,
+    JsonOpt,
+    MessageOpt,
+    echo,
+    emit_json,
+    errors,
+    note,
+)
 from quarry.cli.ingest import ingest_app
-from quarry.connectors.checkpoint import RangeState
-from quarry.connectors.fetch import FetchReport
-from quarry.connectors.settings import ApiSettings
-from quarry.envconfig import load_config
+
+if TYPE_CHECKING:
+    from quarry.connectors.checkpoint import RangeState
+    from quarry.connectors.fetch import FetchReport
+    from quarry.connectors.settings import ApiSettings
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="The API's URL (else from config).")]
 ConfigOpt = Annotated[Path | None, typer.Option(
@@ -37,10 +46,12 @@ RestartOpt = Annotated[bool, typer.Option(
 
 
 def api_settings(config: Path | None, env: str | None, **overrides: Any) -> ApiSettings:
+    from quarry.connectors.settings import ApiSettings
+    from quarry.envconfig import load_config
+
     settings = ApiSettings.from_config(load_config(config, env), overrides)
     if settings.last_id is None and settings.pool > 1:
-        err.print("note: without last_id the id space cannot be split: one worker walks it",
-                  highlight=False)
+        note("note: without last_id the id space cannot be split: one worker walks it")
     return settings
 
 
@@ -49,11 +60,15 @@ def fetch_progress(settings: ApiSettings) -> Iterator[tuple[Callable[[int, int],
                                                              Callable[[list[RangeState], bool],
                                                                       None]]]:
     """A progress bar over the id space (ids covered), with the items kept so far."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     total = settings.end_id - settings.first_id if settings.end_id is not None else None
     items = [0]
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), "ids", "{task.fields[items]} items",
-                  TimeRemainingColumn(), console=err, transient=False) as bar:
+                  TimeRemainingColumn(), console=Console(stderr=True),
+                  transient=False) as bar:
         task = bar.add_task("fetching", total=total, items=0)
 
         def advance(ids: int, kept: int) -> None:
@@ -85,7 +100,8 @@ def register(app: typer.Typer) -> None:
         last_id: LastOpt = None, page_size: PageOpt = None, timeout: TimeoutOpt = None,
         retries: RetriesOpt = None,
         flush_rows: FlushOpt = 50_000, restart: RestartOpt = False,
-        message: Annotated[str, typer.Option("--message", "-m")] = "",
+        message: MessageOpt = "",
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Fetch every item of a paged API into a new version of records dataset NAME.
@@ -103,9 +119,15 @@ def register(app: typer.Typer) -> None:
                 res = ingest_api(Store(data), name, settings, progress=advance,
                                  restart=restart, message=message, on_start=started,
                                  flush_rows=flush_rows)
+            if as_json:
+                from quarry.cli.lines import commit_json
+
+                emit_json({**commit_json(res.commit), "items": res.items,
+                           "requests": res.fetch.requests, "retries": res.fetch.retries})
+                return
             what = "new version" if res.commit.created else "unchanged, no new version"
-            out.print(f"{name}: {what} {res.commit.version[:12]} ({res.items} items; "
-                      f"{summary(res.fetch)})", highlight=False)
+            echo(f"{name}: {what} {res.commit.version[:12]} ({res.items} items; "
+                 f"{summary(res.fetch)})")
 
     @app.command("mock-api")
     def mock_api(
@@ -136,7 +158,6 @@ def register(app: typer.Typer) -> None:
             source = (PageSource.from_dir(pages) if pages is not None
                       else PageSource.synthetic(synthetic or 0, seed, first_id))
             app_ = create_mock_app(source, parse_faults(faults), stall)
-            out.print(f"mock API on http://{host}:{port}/ serving {source.description}",
-                      highlight=False)
+            echo(f"mock API on http://{host}:{port}/ serving {source.description}")
         uvicorn.run(app_, host=host, port=port, log_level="warning", lifespan="off",
                     access_log=False)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 import typer
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out, read_store
-from quarry.store.fsck import check
-from quarry.store.gc import collect
+from quarry.cli.common import (
+    DEFAULT_DATA,
+    DataOpt,
+    JsonOpt,
+    echo,
+    emit_json,
+    errors,
+    note,
+    read_store,
+)
 
 
 def _size(n: int) -> str:
@@ -24,54 +30,54 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def gc(
         keep: Annotated[int, typer.Option(
-            "--keep", "-k", min=1, help="Versions to keep per dataset (plus aliased ones).")] = 10,
+            "--keep", min=1, help="Versions to keep per dataset (plus aliased ones).")] = 10,
         apply: Annotated[bool, typer.Option(
             "--apply", help="Really delete; without it, only show what would go.")] = False,
         grace: Annotated[float, typer.Option(
             "--grace", min=0, help="Never delete files younger than this (seconds).")] = 3600.0,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Remove versions beyond the last KEEP of each dataset (aliased ones stay) and the
         blobs nothing kept references. A dry run unless --apply."""
+        from quarry.store.gc import collect
+
         with errors():
             report = collect(read_store(data), keep=keep, apply=apply, grace=grace)
             if as_json:
-                out.print_json(orjson.dumps(report.to_json()).decode())
+                emit_json(report.to_json())
                 return
             verb = "removed" if apply else "would remove"
-            out.print(f"gc {verb} {len(report.dropped_versions)} version(s) and "
-                      f"{len(report.dropped_blobs)} blob(s), freeing "
-                      f"{_size(report.freed_bytes)}; kept {report.kept_versions} version(s)"
-                      + ("" if apply else " (dry run: add --apply to delete)"),
-                      highlight=False)
-            for note in report.notes:
-                err.print(f"note: {note}", highlight=False)
+            echo(f"gc {verb} {len(report.dropped_versions)} version(s) and "
+                 f"{len(report.dropped_blobs)} blob(s), freeing "
+                 f"{_size(report.freed_bytes)}; kept {report.kept_versions} version(s)"
+                 + ("" if apply else " (dry run: add --apply to delete)"))
+            for text in report.notes:
+                note(f"note: {text}")
 
     @app.command()
     def fsck(
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        as_json: JsonOpt = False,
         quick: Annotated[bool, typer.Option(
             "--quick", help="Skip re-hashing blobs (check structure only).")] = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Re-verify every checksum, manifest and ref; exit 8 if anything is damaged."""
+        from quarry.store.fsck import check
+
         with errors():
             report = check(read_store(data), verify_blobs=not quick)
             if as_json:
-                out.print_json(orjson.dumps(report.to_json()).decode())
+                emit_json(report.to_json())
             else:
-                out.print(f"checked {report.blobs} blob(s), {report.manifests} manifest(s), "
-                          f"{report.datasets} dataset(s): "
-                          + ("ok" if report.ok else f"{len(report.problems)} problem(s)"),
-                          highlight=False)
+                echo(f"checked {report.blobs} blob(s), {report.manifests} manifest(s), "
+                     f"{report.datasets} dataset(s): "
+                     + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
                 if report.stale_temp_files:
-                    out.print(f"{report.stale_temp_files} stale temp file(s) of dead writers, "
-                              f"{_size(report.stale_temp_bytes)} (the next quarry put or "
-                              "serve removes them)", highlight=False)
+                    echo(f"{report.stale_temp_files} stale temp file(s) of dead writers, "
+                         f"{_size(report.stale_temp_bytes)} (the next quarry put or "
+                         "serve removes them)")
                 for p in report.problems:
-                    # One line a problem, unwrapped: the details name paths users copy.
-                    out.print(f"  {p.what} {p.name[:40]}: {p.detail}", highlight=False,
-                              markup=False, soft_wrap=True)
+                    echo(f"  {p.what} {p.name[:40]}: {p.detail}")
             if not report.ok:
                 raise typer.Exit(8)

@@ -6,23 +6,34 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
-from rich.markup import escape
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out, progress_bar
-from quarry.datasets.records_ingest import DEFAULT_CHUNK_ROWS, FORMATS, IngestReport, ingest
+from quarry.cli.common import (
+    DEFAULT_DATA,
+    DataOpt,
+    JsonOpt,
+    MessageOpt,
+    echo,
+    emit_json,
+    errors,
+    note,
+    progress_bar,
+    warn,
+)
+from quarry.defaults import DEFAULT_CHUNK_ROWS, RECORD_FORMATS
 from quarry.errors import BadRequest
-from quarry.formats.dispatcher import chunk_files
-from quarry.formats.textblocks import Source, expand_sources
-from quarry.store import Store
 
-ingest_app = typer.Typer(no_args_is_help=True,
+if TYPE_CHECKING:
+    from quarry.datasets.records_ingest import IngestReport
+    from quarry.formats.textblocks import Source
+
+ingest_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Ingest records datasets (access logs, ip,ts CSV, dispatchers).")
 
 FormatOpt = Annotated[str, typer.Option(
-    "--format", "-f", help=f"Input format: auto, {', '.join(FORMATS)}.")]
+    "--format", "-f", help=f"Input format: auto, {', '.join(RECORD_FORMATS)}.")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Abort on the first malformed line (nothing is committed).")]
 RejectsOpt = Annotated[Path | None, typer.Option(
@@ -31,12 +42,14 @@ AppendOpt = Annotated[bool, typer.Option(
     "--append", help="Add to the current version (its chunks are reused) instead of "
                      "replacing it.")]
 ChunkOpt = Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows per chunk.")]
-MessageOpt = Annotated[str, typer.Option("--message", "-m")]
 
 
 def _run(data: Path, name: str, sources: list[Source], fmt: str, strict: bool,
          rejects: Path | None, append: bool, chunk_rows: int, message: str,
-         extra: dict[str, object] | None = None) -> IngestReport:
+         extra: dict[str, object] | None = None, as_json: bool = False) -> IngestReport:
+    from quarry.datasets.records_ingest import ingest
+    from quarry.store import Store
+
     store = Store(data)
     total = sum(s.size for s in sources)
     sink = open(rejects, "wb") if rejects is not None else nullcontext()  # noqa: SIM115
@@ -45,27 +58,29 @@ def _run(data: Path, name: str, sources: list[Source], fmt: str, strict: bool,
         report = ingest(store, name, sources, fmt=fmt, strict=strict, rejects=rej,
                         append=append, chunk_rows=chunk_rows, message=message,
                         progress=progress, extra_meta=extra)
-    _report(report, rejects)
+    _report(report, rejects, as_json)
     return report
 
 
-def _report(rep: IngestReport, rejects: Path | None) -> None:
+def _report(rep: IngestReport, rejects: Path | None, as_json: bool) -> None:
+    from quarry.cli.lines import commit_json
+
     res = rep.result
     assert res is not None
-    what = "new version" if res.created else "unchanged, no new version"
-    out.print(f"{res.snapshot.dataset}: {what} {res.version[:12]} ({rep.format}: "
-              f"{rep.rows:,} records from {rep.sources} source(s), "
-              f"{res.snapshot.meta.get('rows', 0):,} in the dataset, "
-              f"{len(res.snapshot.meta.get('chunks', []))} chunk(s))", highlight=False,
-              soft_wrap=True)
+    if as_json:
+        emit_json({**commit_json(res), "format": rep.format, "ingested": rep.rows,
+                   "sources": rep.sources, "rejected": rep.rejected})
+    else:
+        what = "new version" if res.created else "unchanged, no new version"
+        echo(f"{res.snapshot.dataset}: {what} {res.version[:12]} ({rep.format}: "
+             f"{rep.rows:,} records from {rep.sources} source(s), "
+             f"{res.snapshot.meta.get('rows', 0):,} in the dataset, "
+             f"{len(res.snapshot.meta.get('chunks', []))} chunk(s))")
     if rep.rejected:
-        err.print(f"[yellow]skipped {rep.rejected:,} malformed line(s)[/yellow]"
-                  + (f", kept in {escape(str(rejects))}" if rejects
-                     else " (keep them with --rejects FILE)"),
-                  highlight=False, soft_wrap=True)
+        warn(f"skipped {rep.rejected:,} malformed line(s)"
+             + (f", kept in {rejects}" if rejects else " (keep them with --rejects FILE)"))
         for r in rep.first_rejects:
-            err.print(f"  {r.source}:{r.line}: {r.text[:160]}", highlight=False, markup=False,
-                      soft_wrap=True)
+            note(f"  {r.source}:{r.line}: {r.text[:160]}")
 
 
 def register(app: typer.Typer) -> None:
@@ -82,12 +97,15 @@ def register(app: typer.Typer) -> None:
         append: AppendOpt = False,
         chunk_rows: ChunkOpt = DEFAULT_CHUNK_ROWS,
         message: MessageOpt = "",
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Ingest access logs (common/combined) or ip,ts CSV as records dataset NAME."""
+        from quarry.formats.textblocks import expand_sources
+
         with errors():
             _run(data, name, expand_sources(sources), fmt, strict, rejects, append, chunk_rows,
-                 message)
+                 message, as_json=as_json)
 
     @ingest_app.command("dispatcher")
     def dispatcher(
@@ -99,10 +117,14 @@ def register(app: typer.Typer) -> None:
         rejects: RejectsOpt = None,
         chunk_rows: ChunkOpt = DEFAULT_CHUNK_ROWS,
         message: MessageOpt = "",
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Load an access-log index deployment (dispatcher config, nested configs, chunk
         CSVs) as records dataset NAME, in one command."""
+        from quarry.formats.dispatcher import chunk_files
+        from quarry.formats.textblocks import expand_sources
+
         with errors():
             url_map: dict[str, str] = {}
             for item in url or []:
@@ -113,4 +135,5 @@ def register(app: typer.Typer) -> None:
             files = chunk_files(config, url_map)
             _run(data, name, expand_sources([str(f) for f in files]), "ipts", strict, rejects,
                  False, chunk_rows, message or f"imported from {config.name}",
-                 {"imported_from": str(config.resolve()), "chunk_files": len(files)})
+                 {"imported_from": str(config.resolve()), "chunk_files": len(files)},
+                 as_json=as_json)

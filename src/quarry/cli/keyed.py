@@ -4,61 +4,79 @@ process on the data folder (no server needed)."""
 
 from __future__ import annotations
 
-import sys
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out, read_store
+from quarry.cli.common import (
+    DEFAULT_DATA,
+    DataOpt,
+    JsonOpt,
+    MessageOpt,
+    VersionOpt,
+    echo,
+    emit,
+    emit_json,
+    emit_json_lines,
+    errors,
+    note,
+    print_table,
+    read_store,
+)
 from quarry.cli.ingest import ingest_app
-from quarry.datasets.records_ingest import DEFAULT_CHUNK_ROWS
-from quarry.datasets.table_ingest import ingest_table
-from quarry.engine import Engine
+from quarry.defaults import DEFAULT_CHUNK_ROWS
 from quarry.errors import BadRequest
-from quarry.formats import tabular
-from quarry.index.keys import KeySpec
-from quarry.keybuilder import KeyBuilder
-from quarry.query import service
-from quarry.query.executor import to_records
-from quarry.store import Store
 
-WhereOpt = Annotated[str | None, typer.Option(
-    "--where", help='Filter as JSON: \'{"city": "Paris", "age": {"gte": 18}}\'.')]
-EqOpt = Annotated[list[str] | None, typer.Option(
-    "-w", help="FIELD=VALUE equality (repeatable; VALUE is JSON if it parses, else text).")]
+# One option for both spellings of a filter, as `quarry stats -w` takes: a JSON object
+# ('{"age": {"gte": 18}}') or FIELD=VALUE (VALUE is JSON if it parses, else text).
+WhereOpt = Annotated[list[str] | None, typer.Option(
+    "--where", "-w", help='Filter: a JSON object (\'{"city": "Paris", "age": {"gte": 18}}\') '
+                          "or FIELD=VALUE equality (VALUE is JSON if it parses, else text); "
+                          "repeatable, all must hold.")]
 FieldsOpt = Annotated[str | None, typer.Option("--fields", help="Columns to return: a,b,c.")]
-VersionOpt = Annotated[str | None, typer.Option("--version", "-v",
-                                                help="Version id, prefix, alias or HEAD.")]
 
 
-def _where(where: str | None, eq: list[str] | None) -> dict[str, Any]:
-    parsed: dict[str, Any] = {}
-    if where:
-        try:
-            parsed = orjson.loads(where)
-        except orjson.JSONDecodeError as e:
-            raise BadRequest(f"--where is not valid JSON: {e}") from None
-        if not isinstance(parsed, dict):
-            raise BadRequest("--where must be a JSON object")
-    out_: dict[str, Any] = {}
-    for item in eq or []:
+def _where(items: list[str] | None) -> dict[str, Any]:
+    """The where JSON of every ``-w``: each a JSON object or FIELD=VALUE, all ANDed (one never
+    replaces a condition of another)."""
+    parts: list[dict[str, Any]] = []
+    eq: dict[str, Any] = {}
+    for item in items or []:
+        if item.lstrip().startswith("{"):
+            try:
+                parsed = orjson.loads(item)
+            except orjson.JSONDecodeError as e:
+                raise BadRequest(f"--where is not valid JSON: {e}") from None
+            if not isinstance(parsed, dict):
+                raise BadRequest("--where must be a JSON object")
+            parts.append(parsed)
+            continue
         name, sep, value = item.partition("=")
         if not sep:
-            raise BadRequest(f"-w takes FIELD=VALUE, got {item!r}")
-        try:
-            out_[name] = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            out_[name] = value
-    if not out_:
-        return parsed
-    # ANDed with --where as a whole, so that -w never replaces a condition of the JSON.
-    return {"and": [parsed, out_]} if parsed else out_
+            raise BadRequest(f"--where takes a JSON object or FIELD=VALUE, got {item!r}")
+        typed: Any = value
+        with contextlib.suppress(orjson.JSONDecodeError):
+            typed = orjson.loads(value)
+        if name in eq:  # the same field twice: both must hold, not the last one
+            parts.append({name: typed})
+        else:
+            eq[name] = typed
+    if eq:
+        parts.append(eq)
+    if len(parts) <= 1:
+        return parts[0] if parts else {}
+    return {"and": parts}
 
 
-def _emit(obj: object) -> None:
-    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+def _rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        emit_json_lines(rows)
+    elif rows:
+        headers = list(rows[0])
+        print_table(headers, [[r.get(h) for h in headers] for r in rows])
 
 
 def register(app: typer.Typer) -> None:
@@ -78,67 +96,89 @@ def register(app: typer.Typer) -> None:
             "--key", "-k", help="Declare a composite key: a,b,c (repeatable).")] = None,
         chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1)] = DEFAULT_CHUNK_ROWS,
         append: Annotated[bool, typer.Option("--append")] = False,
-        message: Annotated[str, typer.Option("--message", "-m")] = "",
+        message: MessageOpt = "",
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Ingest tables (CSV, JSON lines, Parquet) as records dataset NAME, with keys."""
+        from quarry.datasets.table_ingest import ingest_table
+        from quarry.formats import tabular
+        from quarry.index.keys import KeySpec
+        from quarry.store import Store
+
         with errors():
             res = ingest_table(Store(data), name, files, fmt=fmt,
                                types=tabular.parse_overrides(types or []), sort_key=sort_key,
                                keys=[KeySpec.parse(k) for k in key or []],
                                chunk_rows=chunk_rows, append=append, message=message)
+            if as_json:
+                from quarry.cli.lines import commit_json
+
+                emit_json({**commit_json(res), "keys": list(res.snapshot.meta.get("keys", {}))})
+                return
             what = "new version" if res.created else "unchanged, no new version"
-            out.print(f"{name}: {what} {res.version[:12]} ({res.snapshot.meta['rows']:,} rows, "
-                      f"{len(res.snapshot.meta['chunks'])} chunk(s), keys: "
-                      f"{', '.join(res.snapshot.meta.get('keys', {})) or 'none'})",
-                      highlight=False, soft_wrap=True)
+            echo(f"{name}: {what} {res.version[:12]} ({res.snapshot.meta['rows']:,} rows, "
+                 f"{len(res.snapshot.meta['chunks'])} chunk(s), keys: "
+                 f"{', '.join(res.snapshot.meta.get('keys', {})) or 'none'})")
 
     @app.command("query")
     def query(
-        name: str, where: WhereOpt = None, w: EqOpt = None, fields: FieldsOpt = None,
+        name: str, where: WhereOpt = None, fields: FieldsOpt = None,
         limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 1000,
         cursor: Annotated[str | None, typer.Option("--cursor")] = None,
         version: VersionOpt = None,
         explain: Annotated[bool, typer.Option("--explain", help="Print the plan on stderr.")]
         = False,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
-        """Rows of NAME matching a filter, one JSON object a line; the next page's cursor
-        goes to stderr."""
+        """Rows of NAME matching a filter, as a table (--json: one JSON object a line); the
+        next page's cursor goes to stderr."""
+        from quarry.engine import Engine
+        from quarry.query import service
+        from quarry.query.executor import to_records
+
         with errors():
-            body: dict[str, Any] = {"where": _where(where, w), "limit": limit,
+            body: dict[str, Any] = {"where": _where(where), "limit": limit,
                                     "fields": fields, "version": version, "cursor": cursor}
             page = service.query(Engine(read_store(data)), name, body)
-            for r in to_records(page.table):
-                _emit(r)
-            sys.stdout.flush()
+            _rows(to_records(page.table), as_json)
             if explain:
-                sys.stderr.write(orjson.dumps(page.stats.to_json()).decode() + "\n")
+                note(orjson.dumps(page.stats.to_json()).decode())
             if page.next_cursor:
-                sys.stderr.write(f"next cursor: {page.next_cursor}\n")
+                note(f"next cursor: {page.next_cursor}")
 
     @app.command("explain")
-    def explain(name: str, where: WhereOpt = None, w: EqOpt = None, version: VersionOpt = None,
-                data: DataOpt = DEFAULT_DATA) -> None:
+    def explain(name: str, where: WhereOpt = None, version: VersionOpt = None,
+                as_json: JsonOpt = False, data: DataOpt = DEFAULT_DATA) -> None:
         """How a filter runs: the key chosen and its score, chunks pruned, rows examined."""
+        from quarry.engine import Engine
+        from quarry.query import service
+
         with errors():
-            _emit(service.explain(Engine(read_store(data)), name,
-                                  {"where": _where(where, w), "version": version}))
+            emit(service.explain(Engine(read_store(data)), name,
+                                 {"where": _where(where), "version": version}), as_json)
 
     @app.command("keys")
     def keys(
         name: str,
         accept: Annotated[str | None, typer.Option(
             "--accept", help="Keep a key on these fields (a,b): servers build it.")] = None,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Keys of NAME: declared and accepted (a server also shows built and suggested)."""
+        from quarry.engine import Engine
+        from quarry.index.keys import KeySpec
+        from quarry.keybuilder import KeyBuilder
+        from quarry.query import service
+
         with errors():
             engine = Engine(read_store(data))
             builder = KeyBuilder(engine)
             if accept:
                 builder.accept(name, KeySpec.parse(accept))
-            _emit(service.keys_report(engine, name, [], builder.accepted.get(name)))
+            emit(service.keys_report(engine, name, [], builder.accepted.get(name)), as_json)
 
     @app.command("join")
     def join(
@@ -148,14 +188,19 @@ def register(app: typer.Typer) -> None:
                                                      "same names).")],
         how: Annotated[str, typer.Option("--how", help="inner, left or anti.")] = "inner",
         where: WhereOpt = None, fields: FieldsOpt = None, version: VersionOpt = None,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
-        """Look up every probe row in NAME by the join fields; one JSON object a line."""
+        """Look up every probe row in NAME by the join fields, as a table (--json: one JSON
+        object a line)."""
+        from quarry.engine import Engine
+        from quarry.formats import tabular
+        from quarry.query import service
+        from quarry.query.executor import to_records
+
         with errors():
             table = tabular.read_file(probes)
             _, res, _ = service.join(Engine(read_store(data)), name, table,
-                                     {"on": on, "how": how, "where": _where(where, None),
+                                     {"on": on, "how": how, "where": _where(where),
                                       "fields": fields, "version": version})
-            for r in to_records(res):
-                _emit(r)
-            sys.stdout.flush()
+            _rows(to_records(res), as_json)

@@ -5,24 +5,29 @@ from __future__ import annotations
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
-from rich.table import Table
 
 from quarry.cli.common import (
     DEFAULT_DATA,
     BaseOpt,
     DataOpt,
     IndexOpt,
+    JsonOpt,
+    MessageOpt,
+    VersionOpt,
     check_base,
     dataset_name_for,
-    err,
+    echo,
+    emit,
+    emit_json,
     errors,
-    out,
+    note,
+    print_table,
     progress_bar,
     read_store,
+    warn,
 )
 from quarry.cli.shards import (
     BudgetOpt,
@@ -37,13 +42,12 @@ from quarry.cli.shards import (
     check_backend,
     parse_size,
 )
-from quarry.cluster.dispatcher import DEFAULT_SHARDS
-from quarry.datasets.lines import parse_line_number, put_lines, put_lines_stream
-from quarry.engine import Engine
+from quarry.defaults import DEFAULT_SHARDS
 from quarry.errors import BadRequest
 from quarry.server.settings import ServeSettings
-from quarry.store import CommitResult, Store
-from quarry.store.refs import check_dataset_name
+
+if TYPE_CHECKING:
+    from quarry.store import CommitResult, Store
 
 SERVE = ServeSettings()  # the defaults
 HeaderTimeoutOpt = Annotated[float, typer.Option(
@@ -58,6 +62,9 @@ KeepAliveOpt = Annotated[float, typer.Option(
 
 def _put_file(store: Store, name: str, file: Path, link: bool, index: str,
               message: str) -> CommitResult:
+    from quarry.datasets.lines import put_lines, put_lines_stream
+    from quarry.store.refs import check_dataset_name
+
     check_dataset_name(name)
     if str(file) == "-":
         if link:
@@ -70,20 +77,35 @@ def _put_file(store: Store, name: str, file: Path, link: bool, index: str,
                          progress=progress)
 
 
-def _report(res: CommitResult) -> None:
+def commit_json(res: CommitResult) -> dict[str, Any]:
+    """A commit's outcome for --json: what put and ingest commands print."""
+    meta = res.snapshot.meta
+    doc: dict[str, Any] = {"dataset": res.snapshot.dataset, "version": res.version,
+                           "created": res.created, "kind": res.snapshot.kind,
+                           "size": res.snapshot.size}
+    doc.update({k: meta[k] for k in ("lines", "rows") if k in meta})
+    if "chunks" in meta:
+        doc["chunks"] = len(meta["chunks"])
+    return doc
+
+
+def _report(res: CommitResult, as_json: bool = False) -> None:
+    if as_json:
+        emit_json(commit_json(res))
+        return
     lines = res.snapshot.meta.get("lines")
     what = "new version" if res.created else "unchanged, no new version"
     count = f", {lines:,} line{'' if lines == 1 else 's'}" if lines is not None else ""
-    out.print(f"{res.snapshot.dataset}: {what} {res.version[:12]} "
-              f"({res.snapshot.size} bytes{count})", highlight=False)
+    echo(f"{res.snapshot.dataset}: {what} {res.version[:12]} "
+         f"({res.snapshot.size} bytes{count})")
 
 
 def _clean(store: Store) -> None:
     """Remove temp files that killed writers left (they pile up: hundreds of MB each)."""
     stale = store.clean_tmp()
     if stale.count:
-        err.print(f"removed {stale.count} stale temp file(s) of dead writers "
-                  f"({stale.bytes:,} bytes)", highlight=False)
+        note(f"removed {stale.count} stale temp file(s) of dead writers "
+             f"({stale.bytes:,} bytes)")
 
 
 def _demo_file() -> Path:
@@ -98,15 +120,18 @@ def register(app: typer.Typer) -> None:
         link: Annotated[bool, typer.Option(
             "--link", help="Index the file in place, no copy.")] = False,
         index: IndexOpt = "auto",
-        message: Annotated[str, typer.Option("--message", "-m")] = "",
+        message: MessageOpt = "",
         kind: Annotated[str | None, typer.Option(
             "--kind", help="lines or document (default: the dataset's kind, else lines).")] = None,
         if_match: Annotated[str | None, typer.Option(
             "--if-match", help="Fail (exit 4) unless HEAD is this version.")] = None,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Add FILE as a new version of dataset NAME."""
         from quarry.cli.versions import put_version
+        from quarry.store import Store
+        from quarry.store.refs import check_dataset_name
 
         with errors():
             store = Store(data)
@@ -114,21 +139,26 @@ def register(app: typer.Typer) -> None:
             if kind not in (None, "lines") or if_match is not None or (
                     kind is None and store.head(check_dataset_name(name)) is not None
                     and store.snapshot(store.require_head(name)).kind != "lines"):
-                _report(put_version(store, name, file, kind, message, if_match, index, link))
+                _report(put_version(store, name, file, kind, message, if_match, index, link),
+                        as_json)
                 return
-            _report(_put_file(store, name, file, link, index, message))
+            _report(_put_file(store, name, file, link, index, message), as_json)
 
 
     @app.command()
     def get(
         name: str,
         n: Annotated[str, typer.Argument(help="Line number.")],
-        count: Annotated[int, typer.Option("--count", "-c", min=1, max=1_000_000)] = 1,
-        version: Annotated[str | None, typer.Option("--version", "-v")] = None,
+        count: Annotated[int, typer.Option(
+            "--count", "-c", min=1, max=1_000_000, help="Lines to print from N.")] = 1,
+        version: VersionOpt = None,
         index_base: BaseOpt = 1,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Print line N of dataset NAME (or COUNT lines from N)."""
+        from quarry.datasets.lines import parse_line_number
+        from quarry.engine import Engine
+
         with errors():
             view = Engine(read_store(data)).lines(name, version)
             i = parse_line_number(n, check_base(index_base))
@@ -143,32 +173,33 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ls")
     def list_datasets(
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """List datasets with their kind, size and version."""
+        # The catalog reads refs and manifests only: listing opens no dataset, so it loads
+        # neither numpy nor pyarrow.
+        from quarry import catalog
+
         with errors():
-            rows = Engine(read_store(data)).datasets()
+            rows = catalog.datasets(read_store(data))
             if as_json:
-                out.print_json(orjson.dumps(rows).decode())
+                emit(rows, as_json)
                 return
             if not rows:
-                out.print(f"no datasets in {data} (add one with `quarry put NAME FILE`)",
-                          highlight=False)
+                echo(f"no datasets in {data} (add one with `quarry put NAME FILE`)")
                 return
-            table = Table("name", "kind", "version", "size", "lines / rows", "versions")
-            for r in rows:
-                count = r.get("lines", r.get("rows"))
-                table.add_row(r["name"], r["kind"], r["version"][:12], f"{r['size']:,}",
-                              "" if count is None else f"{count:,}", str(r["versions"]))
-            out.print(table)
-
+            print_table(["name", "kind", "version", "size", "lines / rows", "versions"],
+                        [[r["name"], r["kind"], r["version"][:12], r["size"],
+                          r.get("lines", r.get("rows")), r["versions"]] for r in rows])
 
     @app.command()
-    def info(name: str, data: DataOpt = DEFAULT_DATA) -> None:
-        """Show a dataset's metadata as JSON."""
+    def info(name: str, as_json: JsonOpt = False, data: DataOpt = DEFAULT_DATA) -> None:
+        """Show a dataset's metadata (--json: as one JSON object)."""
+        from quarry import catalog
+
         with errors():
-            out.print_json(orjson.dumps(Engine(read_store(data)).describe(name)).decode())
+            emit(catalog.describe(read_store(data), name), as_json)
 
 
 
@@ -209,6 +240,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve FILE and every dataset in the data folder over HTTP."""
         from quarry.server.runner import check_listen, run
+        from quarry.store import Store
 
         with errors():
             check_base(index_base)
@@ -217,8 +249,7 @@ def register(app: typer.Typer) -> None:
             _clean(store)
             heads, damaged = store.heads()
             for bad, why in damaged.items():
-                err.print(f"skipped dataset {bad}: {why}", highlight=False, markup=False,
-                          soft_wrap=True)
+                note(f"skipped dataset {bad}: {why}")
             if demo and file is None:
                 file = _demo_file()
                 name = name or "demo"
@@ -252,9 +283,8 @@ def register(app: typer.Typer) -> None:
                                      keep_alive_timeout=keep_alive_timeout)
             check_backend(shard_workers, ray, ray_address, remote, on_shard_error, workers)
             if token is None and host not in ("127.0.0.1", "localhost", "::1"):
-                out.print("[yellow]warning:[/yellow] listening beyond loopback without "
-                          "--token: every write will be refused")
-            out.print(f"serving {len(heads)} dataset(s) from {data} on "
-                      f"http://{host}:{port} (default: {default or 'none'}; "
-                      f"{workers} worker(s); API docs at /docs)", highlight=False)
+                warn("listening beyond loopback without --token: every write will be refused")
+            echo(f"serving {len(heads)} dataset(s) from {data} on "
+                 f"http://{host}:{port} (default: {default or 'none'}; "
+                 f"{workers} worker(s); API docs at /docs)")
         run(settings)

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
-import orjson
 import typer
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out, read_store
-from quarry.cluster.backends import BackendSpec, make_backend
-from quarry.cluster.dispatcher import DEFAULT_SHARDS, Dispatcher, Policy
-from quarry.cluster.shards import layout
-from quarry.engine import Engine
+from quarry.cli.common import DEFAULT_DATA, DataOpt, JsonOpt, VersionOpt, emit, errors, read_store
+from quarry.defaults import DEFAULT_SHARDS
 from quarry.errors import BadRequest, QuarryError, ShardUnavailable
 
-shards_app = typer.Typer(no_args_is_help=True,
+if TYPE_CHECKING:
+    from quarry.cluster.dispatcher import Dispatcher
+    from quarry.engine import Engine
+
+shards_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Shards: layout of a dataset, state of a server's shards.")
 
 ShardsOpt = Annotated[int, typer.Option("--shards", min=1, max=4096,
@@ -29,7 +28,7 @@ ShardWorkersOpt = Annotated[int, typer.Option(
     "--shard-workers", min=0, max=256,
     help="Run shards on a local pool of this many processes (per server worker).")]
 RayOpt = Annotated[bool, typer.Option("--ray", help="Run shards as actors on a local Ray "
-                                                    "cluster (pip install 'quarry\\[ray]').")]
+                                                    "cluster (pip install 'quarry[ray]').")]
 RayAddressOpt = Annotated[str | None, typer.Option(
     "--ray-address", help="Run shards as actors on this Ray cluster (e.g. ray://head:10001).")]
 RemoteOpt = Annotated[list[str] | None, typer.Option(
@@ -65,6 +64,8 @@ def parse_size(text: str | None) -> int | None:
 
 def check_backend(workers: int, ray: bool, ray_address: str | None, remote: list[str] | None,
                   on_error: str, server_workers: int = 1) -> None:
+    from quarry.cluster.backends import BackendSpec
+
     BackendSpec.choose(workers=workers, ray=ray, ray_address=ray_address,
                        remote=tuple(remote or ()))
     if on_error not in ("fail", "partial"):
@@ -80,6 +81,9 @@ def dispatcher(engine: Engine, *, shards: int = DEFAULT_SHARDS, workers: int = 0
                remote: list[str] | None = None, on_error: str = "fail",
                timeout: float = 30.0) -> Iterator[Dispatcher]:
     """A dispatcher for one CLI command, closed (pool and actors stopped) afterwards."""
+    from quarry.cluster.backends import BackendSpec, make_backend
+    from quarry.cluster.dispatcher import Dispatcher, Policy
+
     check_backend(workers, ray, ray_address, remote, on_error)
     spec = BackendSpec.choose(workers=workers, ray=ray, ray_address=ray_address,
                               remote=tuple(remote or ()), timeout_s=timeout)
@@ -91,7 +95,10 @@ def dispatcher(engine: Engine, *, shards: int = DEFAULT_SHARDS, workers: int = 0
         d.close()
 
 
-def _request(method: str, url: str) -> object:
+def _request(method: str, url: str) -> Any:
+    import httpx
+    import orjson
+
     try:
         r = httpx.request(method, url, timeout=30.0)
     except httpx.HTTPError as e:
@@ -104,41 +111,42 @@ def _request(method: str, url: str) -> object:
     return body
 
 
-def _emit(obj: object) -> None:
-    out.print_json(orjson.dumps(obj).decode())
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(shards_app, name="shards")
 
     @shards_app.command("layout")
     def layout_cmd(name: str, shards: ShardsOpt = DEFAULT_SHARDS,
-                   version: Annotated[str | None, typer.Option("--version", "-v")] = None,
+                   version: VersionOpt = None, as_json: JsonOpt = False,
                    data: DataOpt = DEFAULT_DATA) -> None:
         """How a version of a records dataset is split into shards (chunks, rows, times)."""
+        from quarry.cluster.shards import layout
+        from quarry.engine import Engine
+
         with errors():
             view = Engine(read_store(data)).records(name, version)
-            _emit([{"id": s.id, "chunks": list(s.chunks), "rows": s.rows,
+            emit([{"id": s.id, "chunks": list(s.chunks), "rows": s.rows,
                     "time_range": [s.ts_range[0] / 1e6, s.ts_range[1] / 1e6],
-                    "awake_bytes": s.index_bytes} for s in layout(view, shards)])
+                    "awake_bytes": s.index_bytes} for s in layout(view, shards)], as_json)
 
     @shards_app.command("status")
     def status(url: UrlOpt = "http://127.0.0.1:8080",
                dataset: Annotated[str | None, typer.Option(
-                   "--dataset", help="Lay this dataset out first.")] = None) -> None:
+                   "--dataset", help="Lay this dataset out first.")] = None,
+               as_json: JsonOpt = False) -> None:
         """A server's shards: backend, state (awake/asleep), memory and load."""
         with errors():
             q = f"?dataset={dataset}" if dataset else ""
-            _emit(_request("GET", f"{url.rstrip('/')}/shards{q}"))
+            emit(_request("GET", f"{url.rstrip('/')}/shards{q}"), as_json)
 
     @shards_app.command("wake")
-    def wake(shard: str, url: UrlOpt = "http://127.0.0.1:8080") -> None:
+    def wake(shard: str, url: UrlOpt = "http://127.0.0.1:8080", as_json: JsonOpt = False) -> None:
         """Wake a server's shard: its indexes go into memory."""
         with errors():
-            _emit(_request("POST", f"{url.rstrip('/')}/shards/{shard}/wake"))
+            emit(_request("POST", f"{url.rstrip('/')}/shards/{shard}/wake"), as_json)
 
     @shards_app.command("sleep")
-    def sleep(shard: str, url: UrlOpt = "http://127.0.0.1:8080") -> None:
+    def sleep(shard: str, url: UrlOpt = "http://127.0.0.1:8080",
+              as_json: JsonOpt = False) -> None:
         """Put a server's shard to sleep: it answers by scanning until woken."""
         with errors():
-            _emit(_request("POST", f"{url.rstrip('/')}/shards/{shard}/sleep"))
+            emit(_request("POST", f"{url.rstrip('/')}/shards/{shard}/sleep"), as_json)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -26,10 +26,21 @@ from quarry.cli.api import (
     fetch_progress,
     summary,
 )
-from quarry.cli.common import DEFAULT_DATA, DataOpt, err, errors, out, read_store
+from quarry.cli.common import (
+    DEFAULT_DATA,
+    DataOpt,
+    JsonOpt,
+    VersionOpt,
+    emit,
+    errors,
+    note,
+    read_store,
+)
 from quarry.errors import BadRequest
-from quarry.query.predicate import Predicate, and_, parse
-from quarry.stats.request import Aggregate, Filter, StatsRequest
+
+if TYPE_CHECKING:  # imported where used: a where tree's values load numpy and pyarrow
+    from quarry.query.predicate import Predicate
+    from quarry.stats.request import Filter, StatsRequest
 
 # The original script's statistics, asked for when none are named.
 DEFAULT_API_STATS = ("count", "top_k:food_id:100", "top_k:food__category_id:10")
@@ -67,6 +78,8 @@ def _value(text: str) -> Any:
 
 def parse_where(text: str) -> Predicate:
     """One ``--where``: a JSON ``where`` object, or one of the short forms."""
+    from quarry.query.predicate import parse
+
     if text.lstrip().startswith("{"):
         try:
             return parse(orjson.loads(text))
@@ -76,6 +89,8 @@ def parse_where(text: str) -> Predicate:
 
 
 def _short(text: str) -> Filter:
+    from quarry.stats.request import Filter
+
     m = WHERE.fullmatch(text.strip())
     if not m:
         raise BadRequest(f"bad --where {text!r}: use FIELD=V, FIELD=V1,V2, FIELD=LO..HI or "
@@ -95,16 +110,19 @@ def _short(text: str) -> Filter:
 
 def build_request(aggs: list[str] | None, where: list[str] | None,
                   default: tuple[str, ...] = ("count",)) -> StatsRequest:
+    from quarry.query.predicate import and_
+    from quarry.stats.request import Aggregate, StatsRequest
+
     return StatsRequest(tuple(Aggregate.parse_text(a) for a in (aggs or default)),
                         and_(*(parse_where(w) for w in where or ())))
 
 
-def _print(doc: dict[str, Any]) -> None:
-    out.print_json(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+def _print(doc: dict[str, Any], as_json: bool) -> None:
+    emit(doc, as_json)
 
 
 def register(app: typer.Typer) -> None:
-    stats = typer.Typer(cls=DefaultToDataset, no_args_is_help=True,
+    stats = typer.Typer(cls=DefaultToDataset, no_args_is_help=True, rich_markup_mode=None,
                         help="Statistics over a records dataset (quarry stats NAME -a ...) "
                              "or a paged API while fetching (quarry stats api ...).")
     app.add_typer(stats, name="stats")
@@ -113,8 +131,9 @@ def register(app: typer.Typer) -> None:
     def stats_dataset(
         name: Annotated[str, typer.Argument(help="Records dataset.")],
         agg: AggOpt = None, where: WhereOpt = None,
-        version: Annotated[str | None, typer.Option("--version", "-v")] = None,
+        version: VersionOpt = None,
         threads: Annotated[int, typer.Option("--threads", min=1, max=64)] = 2,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Statistics over records dataset NAME (also: quarry stats NAME)."""
@@ -123,7 +142,8 @@ def register(app: typer.Typer) -> None:
 
         with errors():
             req = build_request(agg, where)
-            _print(dataset_stats(Engine(read_store(data)), name, req, version, threads=threads))
+            _print(dataset_stats(Engine(read_store(data)), name, req, version, threads=threads),
+                   as_json)
 
     @stats.command("api")
     def stats_api_cmd(
@@ -136,6 +156,7 @@ def register(app: typer.Typer) -> None:
         checkpoints: Annotated[bool, typer.Option(
             "--checkpoints/--no-checkpoints",
             help="Keep checkpoints in the data folder, so a stopped run resumes.")] = True,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Statistics of a paged API's items, computed while fetching (the items are not
@@ -154,8 +175,8 @@ def register(app: typer.Typer) -> None:
                 result, report = stats_api(settings, req, store=store, progress=advance,
                                            restart=restart, on_start=started,
                                            flush_rows=flush_rows)
-            err.print(summary(report), highlight=False)
-            _print(result)
+            note(summary(report))
+            _print(result, as_json)
 
 
 

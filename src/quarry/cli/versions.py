@@ -5,19 +5,26 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
-from rich.table import Table
 
-from quarry.cli.common import DEFAULT_DATA, DataOpt, errors, out, read_store
-from quarry.datasets.kinds import WriteOptions, kind_for_put
-from quarry.engine import Engine
+from quarry.cli.common import (
+    DEFAULT_DATA,
+    DataOpt,
+    JsonOpt,
+    VersionOpt,
+    echo,
+    emit,
+    emit_json,
+    errors,
+    print_table,
+    read_store,
+)
 from quarry.errors import BadRequest, NotFound, PreconditionFailed
-from quarry.store import CommitResult, Store
-from quarry.store.refs import check_dataset_name
-from quarry.versions import version_json
+
+if TYPE_CHECKING:
+    from quarry.store import CommitResult, Store
 
 BLOCK = 8 << 20
 
@@ -25,6 +32,9 @@ BLOCK = 8 << 20
 def put_version(store: Store, name: str, file: Path, kind: str | None, message: str,
                 if_match: str | None, index: str = "auto", link: bool = False) -> CommitResult:
     """Stream FILE (or stdin for '-') into a new version through the kind registry."""
+    from quarry.datasets.kinds import WriteOptions, kind_for_put
+    from quarry.store.refs import check_dataset_name
+
     check_dataset_name(name)
     if link:
         raise BadRequest("--link works for new lines versions only, without --if-match")
@@ -59,11 +69,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def cat(
         name: str,
-        version: Annotated[str | None, typer.Option(
-            "--version", "-v", help="Version id, prefix (≥ 5 hex) or alias; default HEAD.")] = None,
+        version: VersionOpt = None,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Print the whole data of dataset NAME at a version."""
+        from quarry.engine import Engine
+
         with errors():
             _, _, d = Engine(read_store(data)).data(name, version)
             for block in d.iter_bytes():
@@ -74,10 +85,12 @@ def register(app: typer.Typer) -> None:
     def versions(
         name: str,
         limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Show the history of dataset NAME, newest first."""
+        from quarry.versions import version_json
+
         with errors():
             store = read_store(data)
             store.require_head(name)
@@ -88,15 +101,13 @@ def register(app: typer.Typer) -> None:
             rows = [version_json(v, s, by_version.get(v, []))
                     for v, s in store.history(name, limit)]
             if as_json:
-                out.print_json(orjson.dumps(rows).decode())
+                emit(rows, as_json)
                 return
-            table = Table("version", "time (UTC)", "size", "aliases", "message", "lineage")
-            for r in rows:
-                lineage = ", ".join(f"{x.get('dataset')}@{str(x.get('version'))[:12]}"
-                                    for x in r["lineage"])
-                table.add_row(r["version"][:12], _time(r["created"]), f"{r['size']:,}",
-                              ",".join(r["aliases"]), r["message"], lineage)
-            out.print(table)
+            print_table(["version", "time (UTC)", "size", "aliases", "message", "lineage"],
+                        [[r["version"][:12], _time(r["created"]), r["size"],
+                          ",".join(r["aliases"]), r["message"],
+                          ", ".join(f"{x.get('dataset')}@{str(x.get('version'))[:12]}"
+                                    for x in r["lineage"])] for r in rows])
 
     @app.command()
     def alias(
@@ -105,6 +116,7 @@ def register(app: typer.Typer) -> None:
         version: Annotated[str | None, typer.Argument(
             help="Version to point at (default HEAD).")] = None,
         delete: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False,
+        as_json: JsonOpt = False,
         data: DataOpt = DEFAULT_DATA,
     ) -> None:
         """Point ALIAS of dataset NAME at a version (moves atomically), or delete it."""
@@ -113,7 +125,14 @@ def register(app: typer.Typer) -> None:
             if delete:
                 store.require_head(name)
                 prev = store.delete_alias(name, alias)
-                out.print(f"{name}: alias {alias} removed (was {prev[:12]})", highlight=False)
+                if as_json:
+                    emit_json({"dataset": name, "alias": alias, "version": None,
+                               "previous": prev})
+                else:
+                    echo(f"{name}: alias {alias} removed (was {prev[:12]})")
                 return
             target = store.set_alias(name, alias, version)
-            out.print(f"{name}: {alias} -> {target[:12]}", highlight=False)
+            if as_json:
+                emit_json({"dataset": name, "alias": alias, "version": target})
+            else:
+                echo(f"{name}: {alias} -> {target[:12]}")

@@ -22,13 +22,13 @@ from quarry.cluster.backends import Backend, InProcessBackend, Outcome
 from quarry.cluster.ops import Task, op_for
 from quarry.cluster.shards import Lifecycle, ShardSpec, layout
 from quarry.datasets.records import RecordsView
+from quarry.defaults import DEFAULT_SHARDS as DEFAULT_SHARDS  # re-exported
 from quarry.engine import Engine
 from quarry.errors import BadRequest, QuarryError, ShardTimeout, ShardUnavailable
 from quarry.logs import LOGGER, fields
 
 R = TypeVar("R")
 OnError = Literal["fail", "partial"]
-DEFAULT_SHARDS = 8
 
 
 @dataclass(frozen=True)

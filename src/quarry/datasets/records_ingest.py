@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quarry.datasets.records import KIND, SORT_KEY, ChunkInfo, make_snapshot, schema_to_json
+from quarry.defaults import DEFAULT_CHUNK_ROWS as DEFAULT_CHUNK_ROWS  # re-exported
+from quarry.defaults import RECORD_FORMATS
 from quarry.errors import BadRequest
 from quarry.formats.accesslog import AccessLogParser
 from quarry.formats.ipts import IpTsParser
@@ -29,12 +31,12 @@ from quarry.index.zonemap import zone_map
 from quarry.store import CommitResult, Store
 from quarry.store.refs import check_dataset_name
 
-DEFAULT_CHUNK_ROWS = 1 << 22
 MAX_CHUNK_BYTES = 512 << 20
 REPORTED_REJECTS = 10
 FORMATS: dict[str, Callable[[], RecordParser]] = {
     "ipts": IpTsParser, "access-log": AccessLogParser,
 }
+assert tuple(FORMATS) == RECORD_FORMATS, "quarry.defaults.RECORD_FORMATS names these parsers"
 Progress = Callable[[int], None]
 
 

@@ -9,13 +9,18 @@ before logical types were recorded name the physical type as Arrow prints it
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # of_text serves `quarry ls`, which loads no pyarrow
+    import pyarrow as pa
 
 LOGICAL = ("int", "float", "string", "bool", "timestamp", "ip")
 
 
 def of_type(t: pa.DataType) -> str:
     """The logical type of a physical Arrow type (anything unknown reads as string)."""
+    import pyarrow as pa
+
     if pa.types.is_dictionary(t):
         t = t.value_type
     if pa.types.is_boolean(t):

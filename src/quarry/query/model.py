@@ -15,12 +15,13 @@ from typing import Literal
 import orjson
 import pyarrow as pa
 
+from quarry.defaults import DEFAULT_FIND_LIMIT
 from quarry.errors import BadRequest
 from quarry.formats.ipaddr import parse_ip, parse_ips
 
 MAX_IPS = 10_000  # also bounded by iplog's 16-bit owner field
 MAX_LIMIT = 1_000_000
-DEFAULT_LIMIT = 10_000
+DEFAULT_LIMIT = DEFAULT_FIND_LIMIT
 # Window bounds beyond year ~5000 are typos; this also keeps µs within int64.
 MAX_SECONDS = 1.0e11
 MAX_BUCKET = int(MAX_SECONDS)  # seconds: one bucket spans any window

@@ -29,9 +29,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from quarry.errors import BadRequest
 from quarry.formats.ipaddr import parse_ip
 from quarry.query.model import parse_time
@@ -385,6 +382,9 @@ def bind(p: Predicate, types: Mapping[str, str]) -> Predicate:
         if logical != "string":
             raise BadRequest(f"{p.op} needs a string field; {f!r} is {logical}", field=f)
         if isinstance(p, Regex):
+            import pyarrow as pa  # here: the CLI parses trees without loading Arrow
+            import pyarrow.compute as pc
+
             try:
                 pc.match_substring_regex(pa.array([""]), p.pattern)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:

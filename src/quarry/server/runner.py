@@ -5,12 +5,16 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
+from typing import NoReturn
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from quarry.errors import BadRequest, Unavailable
 from quarry.server.settings import ENV_VAR, ServeSettings
@@ -73,8 +77,31 @@ def serve(settings: ServeSettings) -> None:
     _run(settings)
 
 
+def _stopped(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make the SIGTERM that uvicorn re-raises after its graceful stop end the process
+    normally (exit 0) instead of killing it (exit 143).
+
+    uvicorn saves the handler it finds, handles SIGTERM itself while serving, then restores
+    the saved one and raises the signal again. With the default handler the process died of
+    it: no ``finally`` blocks, no atexit handlers, so a shard pool's forkserver and resource
+    tracker were left orphaned. With this one the process unwinds as after any exit."""
+    signal.signal(signal.SIGTERM, _stopped)
+
+
+class QuarryConfig(uvicorn.Config):
+    def configure_logging(self) -> None:
+        # The first thing uvicorn runs in every worker process, before the server starts
+        # (and in this process when the config is made): where the handler goes in.
+        super().configure_logging()
+        exit_cleanly_on_sigterm()
+
+
 def _run(settings: ServeSettings) -> None:
-    uvicorn.run(
+    config = QuarryConfig(
         "quarry.server.app:app_from_env",
         factory=True,
         host=settings.host,
@@ -89,3 +116,12 @@ def _run(settings: ServeSettings) -> None:
         log_level="warning",
         backlog=4096,
     )
+    # What uvicorn.run does, with this config (it makes its own).
+    if config.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    config.load_app()
+    server = uvicorn.Server(config=config)
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE: it logged why
