@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         count: Annotated[int, typer.Option(
             "--count", "-n", min=0, help="Exit after this many events (0: never).")] = 0,
         event: Annotated[str | None, typer.Option(
-            "--event", help="Only this event: commit, alias or failed.")] = None,
+            "--event", help="Only this event: commit, alias, deleted or failed.")] = None,
         server_key: Annotated[Path | None, typer.Option(
             "--server-key", help="CURVE: the server's public certificate (NAME.key), for a "
                                  "bus bound beyond loopback.")] = None,

@@ -26,6 +26,12 @@ from quarry.store.refs import check_dataset_name
 from quarry.versions import version_json
 
 HANDOFF = 4 << 20
+DELETED_BODY = {"type": "object", "required": ["dataset", "deleted", "version", "aliases"],
+                "properties": {
+                    "dataset": {"type": "string"}, "deleted": {"type": "boolean"},
+                    "version": {"type": "string", "description": "The HEAD it had"},
+                    "aliases": {"type": "object", "additionalProperties": {"type": "string"},
+                                "description": "The aliases it had"}}}
 # PUT .../aliases/<alias>'s body, when no ?version= is given (none at all: HEAD).
 ALIAS_BODY = {"type": "object", "required": ["version"],
               "properties": {"version": {"type": "string",
@@ -169,6 +175,17 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
                 return found.answer(data.path.read_bytes()).response()
             return FileResponse(data.path, media_type=media, headers=headers)
         return StreamingResponse(data.iter_bytes(), media_type=media, headers=headers)
+
+    @api.delete("/datasets/{name:dataset}", tags=["versions"],
+                summary="Remove a dataset: HEAD and aliases at once; its versions and blobs "
+                        "stay until gc",
+                responses={200: {"description": "Removed", "content": {"application/json": {
+                    "schema": DELETED_BODY}}},
+                           **error_responses({404: "No such dataset"})})
+    def delete_dataset(name: str) -> Response:
+        event = store.delete_dataset(name)
+        return _json({"dataset": name, "deleted": True, "version": event.parent,
+                      "aliases": dict(event.extra.get("aliases", {}))})
 
     # {name:dataset}: not a path below a dataset, so PUT /datasets/x/lines/3 is the 405 of a
     # read-only route, not a PUT of a dataset named "x/lines/3".
