@@ -89,6 +89,10 @@ def test_versions_and_aliases(server: str) -> None:
         assert r2["version"] == q.versions("docs/a")[0]["version"]
         events = list(q.events("docs/a", since=0, limit=2))
         assert [e["dataset"] for e in events] == ["docs/a", "docs/a"]
+        q.put("docs/gone", b"x")
+        assert q.delete("docs/gone")["deleted"] is True
+        with pytest.raises(NotFound):
+            q.delete("docs/gone")
 
 
 def test_records(server: str) -> None:

@@ -138,6 +138,11 @@ class Client:
     def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
         return dict(self._json("DELETE", f"/datasets/{name}/aliases/{alias}"))
 
+    def delete(self, name: str) -> dict[str, Any]:
+        """Remove a dataset (its versions stay until gc): ``{"dataset", "deleted",
+        "version", "aliases"}``."""
+        return dict(self._json("DELETE", f"/datasets/{name}"))
+
     def events(self, dataset: str | None = None, *, event: str | None = None,
                limit: int | None = None, since: int | None = None) -> Iterator[dict[str, Any]]:
         """Server-Sent Events as dicts (with their ``id``), until ``limit`` or the server ends."""
@@ -291,7 +296,8 @@ COVERED = frozenset({
     ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/datasets"),
     ("GET", "/datasets/{name:dataset}"), ("GET", "/lines/{n}"),
     ("GET", "/datasets/{name:path}/lines/{n}"), ("GET", "/datasets/{name:path}/lines"),
-    ("PUT", "/datasets/{name:dataset}"), ("GET", "/datasets/{name:path}/data"),
+    ("PUT", "/datasets/{name:dataset}"), ("DELETE", "/datasets/{name:dataset}"),
+    ("GET", "/datasets/{name:path}/data"),
     ("GET", "/datasets/{name:path}/versions"), ("GET", "/datasets/{name:path}/aliases"),
     ("PUT", "/datasets/{name:path}/aliases/{alias}"),
     ("DELETE", "/datasets/{name:path}/aliases/{alias}"), ("GET", "/events"),

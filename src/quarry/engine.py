@@ -20,7 +20,7 @@ from quarry.index.keyset import KeyCatalog
 from quarry.index.payload import default_payload_budget
 from quarry.query.advisor import Workload
 from quarry.store import Snapshot, Store
-from quarry.store.journal import ALIAS, COMMIT, Event
+from quarry.store.journal import ALIAS, COMMIT, DELETED, Event
 
 V = TypeVar("V")
 MAX_RESOLVED = 4096  # cached name resolutions, forgotten all at once when full
@@ -71,9 +71,13 @@ class Engine:
     def _on_event(self, event: Event) -> None:
         if event.event == COMMIT and event.version is not None:
             self._heads[event.dataset] = (time.monotonic(), event.version)
-        elif event.event == ALIAS:
+        elif event.event in (ALIAS, DELETED):
             for key in [k for k in list(self._resolved) if k[0] == event.dataset]:
                 self._resolved.pop(key, None)
+            if event.event == DELETED:  # gone at once here (other processes: within
+                self._heads.pop(event.dataset, None)  # refresh_interval)
+                for key in [k for k in list(self._current) if k[0] == event.dataset]:
+                    self._current.pop(key, None)
 
     def head(self, dataset: str) -> str:
         now = time.monotonic()

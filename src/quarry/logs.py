@@ -63,3 +63,35 @@ def configure(fmt: str = "text", level: str = "info") -> None:
 def fields(**kw: Any) -> dict[str, Any]:
     """``extra=`` for a log call: ``log.info("...", extra=fields(dataset=..., version=...))``."""
     return {f"q_{k}": v for k, v in kw.items()}
+
+
+def emit_many(logger: logging.Logger, records: list[logging.LogRecord]) -> None:
+    """Hand ``records`` to the handlers ``logger.handle`` would (its own, then its parents'
+    while they propagate); a plain stream handler (what ``configure`` sets up) gets them in
+    one write instead of one write and flush per record."""
+    records = [r for r in records if logger.filter(r)]
+    handlers: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        handlers += current.handlers
+        current = current.parent if current.propagate else None
+    if not handlers:
+        for record in records:
+            logger.handle(record)  # logging's last resort, as for any record
+        return
+    for handler in handlers:
+        kept = [r for r in records if r.levelno >= handler.level and handler.filter(r)]
+        if not kept:
+            continue
+        if not isinstance(handler, logging.StreamHandler) or (
+                type(handler).emit is not logging.StreamHandler.emit):
+            for record in kept:
+                handler.handle(record)
+            continue
+        try:
+            text = "".join([handler.format(r) + handler.terminator for r in kept])
+            with handler.lock:  # type: ignore[union-attr]
+                handler.stream.write(text)
+                handler.flush()
+        except Exception:
+            handler.handleError(kept[0])

@@ -126,7 +126,8 @@ def test_hot_path_answers_like_the_app(served: TestClient, engine: Engine) -> No
     last = len(EXPECTED)
     urls = ["/lines/1", "/lines/2", f"/lines/{last}", f"/lines/{last + 1}", "/lines/0",
             "/lines/-3", "/lines/x", "/lines/99999999999999999999", "/datasets/frank/lines/7",
-            "/datasets/nope/lines/1", "/datasets/bad name/lines/1"]
+            "/datasets/nope/lines/1", "/datasets/bad name/lines/1", "/lines/1?version=x",
+            "/lines/2?version=HEAD", "/datasets/frank/lines/2?version="]
     for url in urls:
         raw = hot.respond(b"GET", url.encode())
         assert raw is not None, url
@@ -134,7 +135,7 @@ def test_hot_path_answers_like_the_app(served: TestClient, engine: Engine) -> No
         status = int(head.split(b" ")[1])
         r = served.get(url)
         assert (status, body) == (r.status_code, r.content), url
-    for url in ["/lines/1?version=x", "/datasets", "/healthz", "/datasets/frank/lines"]:
+    for url in ["/lines/1?start=x", "/datasets", "/healthz", "/datasets/frank/lines"]:
         assert hot.respond(b"GET", url.encode()) is None
     assert hot.respond(b"POST", b"/lines/1") is None
 

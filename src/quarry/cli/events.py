@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
             "--connect-timeout", min=0.0,
             help="Seconds to wait for the bus to accept the subscription (0: forever).")] = 5.0,
         event: Annotated[str | None, typer.Option(
-            "--event", help="Only this event: commit, alias or failed.")] = None,
+            "--event", help="Only this event: commit, alias, deleted or failed.")] = None,
         server_key: Annotated[Path | None, typer.Option(
             "--server-key", help="CURVE: the server's public certificate (NAME.key), for a "
                                  "bus bound beyond loopback.")] = None,

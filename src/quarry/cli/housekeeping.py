@@ -1,4 +1,4 @@
-"""Housekeeping commands: gc (dry run by default) and fsck."""
+"""Housekeeping commands: rm (a dataset), gc (dry run by default) and fsck."""
 
 from __future__ import annotations
 
@@ -27,6 +27,25 @@ def _size(n: int) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    @app.command()
+    def rm(
+        name: Annotated[str, typer.Argument(help="The dataset to remove.")],
+        as_json: JsonOpt = False,
+        data: DataOpt = DEFAULT_DATA,
+    ) -> None:
+        """Remove a dataset: its HEAD and aliases go at once (servers stop serving it within
+        half a second); its versions and blobs stay until `quarry gc --apply` removes them."""
+        with errors():
+            event = read_store(data).delete_dataset(name)
+            aliases = dict(event.extra.get("aliases", {}))
+            if as_json:
+                emit_json({"dataset": name, "deleted": True, "version": event.parent,
+                           "aliases": aliases})
+                return
+            echo(f"removed {name} (HEAD was {(event.parent or '')[:12]}"
+                 + (f"; aliases {', '.join(sorted(aliases))}" if aliases else "")
+                 + "); its data stays until quarry gc --apply")
+
     @app.command()
     def gc(
         keep: Annotated[int, typer.Option(

@@ -26,6 +26,7 @@ from quarry.server.metrics import Metrics
 from quarry.server.middleware import ObservedApp, write_posts
 from quarry.server.responses import error_body
 from quarry.server.routes import (
+    apidocs,
     datasets,
     events,
     keyed,
@@ -39,7 +40,7 @@ from quarry.server.routes import (
 from quarry.server.settings import ServeSettings
 
 # Route groups, in the order they are matched; datasets last: its /datasets/{name} catches all.
-ROUTES = (operations, lines, shards, records, stats, versions, events, keyed, datasets)
+ROUTES = (operations, apidocs, lines, shards, records, stats, versions, events, keyed, datasets)
 
 
 class QuarryApp:
@@ -90,7 +91,10 @@ def create_app(engine: Engine, settings: ServeSettings) -> QuarryApp:
     # Its write POSTs are learnt from the route table once the routes are installed.
     policy = AccessPolicy(settings.token, settings.host, settings.closed, implicit=implicit)
     api = QuarryAPI(policy.is_write, title="Quarry", version=quarry.__version__,
-                    description="Serve big, immutable, versioned datasets fast.")
+                    description="Serve big, immutable, versioned datasets fast.",
+                    # FastAPI's pages load their scripts from a CDN: routes/apidocs.py serves
+                    # vendored ones instead.
+                    docs_url=None, redoc_url=None)
     # One dispatcher per server process: the records and shards routes share it.
     dispatcher = shards.make_dispatcher(engine, settings)
     hot = HotRoutes(engine, settings.default_dataset, settings.index_base, policy, metrics,

@@ -26,7 +26,8 @@ from quarry.query.model import (
     parse_compat_ips,
     window,
 )
-from quarry.server.responses import JSON, error_body, raw_response
+from quarry.server.answers import Answer
+from quarry.server.responses import JSON, error_body
 
 _FIND = b"/find/"
 _DATASETS = b"/datasets/"
@@ -77,27 +78,39 @@ class HotRecords:
         self.engine = engine
         self.compat = compat
 
-    def respond(self, url: bytes) -> bytes | None:
+    def respond(self, url: bytes) -> tuple[str, Answer] | None:
+        """The answer and the label of the ASGI route that would give it, or None."""
+        slash = "/" if url.endswith(b"/") else ""
+        if url.startswith(_FIND):
+            route = "/find/{ips}/{start}/{end}" + slash
+        elif not url.startswith(_DATASETS):
+            return None
+        elif url[url.find(_FIND) + len(_FIND):].startswith(_MEMBER):
+            route = "/datasets/{name:path}/find/member/{ips}/{start}/{end}" + slash
+        else:
+            route = "/datasets/{name:path}/find/{ips}/{start}/{end}" + slash
         try:
-            if url.startswith(_FIND):
-                parts = _split(url[len(_FIND):])
-                return None if parts is None else self._find(self.compat.name(), *parts)
-            if not url.startswith(_DATASETS):
-                return None
-            cut = url.find(_FIND)
-            if cut <= len(_DATASETS):
-                return None
-            name = url[len(_DATASETS):cut].decode("ascii", "replace")
-            rest = url[cut + len(_FIND):]
-            if rest.startswith(_MEMBER):
-                parts = _split(rest[len(_MEMBER):])
-                return None if parts is None else self._member(name, *parts)
-            parts = _split(rest)
-            return None if parts is None else self._find(name, *parts)
+            answer = self._answer(url)
         except QuarryError as e:
-            return raw_response(e.status, JSON, error_body(e))
+            answer = Answer(e.status, JSON, error_body(e))
+        return None if answer is None else (route, answer)
 
-    def _find(self, name: str, ips: bytes, start: bytes, end: bytes) -> bytes | None:
+    def _answer(self, url: bytes) -> Answer | None:
+        if url.startswith(_FIND):
+            parts = _split(url[len(_FIND):])
+            return None if parts is None else self._find(self.compat.name(), *parts)
+        cut = url.find(_FIND)
+        if cut <= len(_DATASETS):
+            return None
+        name = url[len(_DATASETS):cut].decode("ascii", "replace")
+        rest = url[cut + len(_FIND):]
+        if rest.startswith(_MEMBER):
+            parts = _split(rest[len(_MEMBER):])
+            return None if parts is None else self._member(name, *parts)
+        parts = _split(rest)
+        return None if parts is None else self._find(name, *parts)
+
+    def _find(self, name: str, ips: bytes, start: bytes, end: bytes) -> Answer | None:
         view = self.engine.records(name)
         q = FindQuery(ip_list(parse_compat_ips(ips.decode("ascii", "replace"))),
                       window(start.decode("ascii", "replace"), end.decode("ascii", "replace")),
@@ -106,14 +119,14 @@ class HotRecords:
         if page.next_cursor is not None:
             return None
         pairs = list(zip(page.hits.ip_list(), page.hits.seconds().tolist(), strict=True))
-        return raw_response(200, JSON, orjson.dumps(pairs))
+        return Answer(200, JSON, orjson.dumps(pairs))
 
-    def _member(self, name: str, ips: bytes, start: bytes, end: bytes) -> bytes:
+    def _member(self, name: str, ips: bytes, start: bytes, end: bytes) -> Answer:
         view = self.engine.records(name)
         raw = parse_compat_ips(ips.decode("ascii", "replace"))
         body = member_body(view, raw, start.decode("ascii", "replace"),
                            end.decode("ascii", "replace"))
-        return raw_response(200, JSON, orjson.dumps(body))
+        return Answer(200, JSON, orjson.dumps(body))
 
 
 def member_body(view: RecordsView, raw: list[str], start: object, end: object,

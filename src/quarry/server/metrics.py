@@ -7,6 +7,7 @@ start), and a scrape of any worker sums them.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import copy
 import os
@@ -132,6 +133,7 @@ class HotTally:
         self.buckets: dict[str, list[int]] = {}
         self.seconds: dict[str, float] = {}
         self.last_flush = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
 
     def add(self, route: str, status: int, seconds: float) -> None:
         key = (route, status)
@@ -143,8 +145,19 @@ class HotTally:
         self.seconds[route] = self.seconds.get(route, 0.0) + seconds
         if time.monotonic() - self.last_flush > self.FLUSH_EVERY:
             self.flush()
+        elif self._timer is None:
+            # Folded in within a second even when no more requests come: a scrape reaches
+            # one worker, which sums every worker's metrics but flushes only its own tally.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # outside a server: flushed by the next scrape
+            self._timer = loop.call_later(self.FLUSH_EVERY, self.flush)
 
     def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.last_flush = time.monotonic()
         counts, self.counts = self.counts, {}
         buckets, self.buckets = self.buckets, {}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Iterable
 
 import orjson
@@ -18,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from quarry.access import AccessPolicy, Caller
 from quarry.logs import LOGGER, fields, request_id
 from quarry.server.metrics import Metrics
+from quarry.server.stamps import request_id_of
 
 log = logging.getLogger(LOGGER + ".http")
 # Marks a POST route that changes data or server state (most POSTs are queries, which are
@@ -64,8 +64,9 @@ class ObservedApp:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or ())
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
+        # The first x-request-id, as the hot path reads it.
+        given = next((v for k, v in scope.get("headers") or () if k == b"x-request-id"), None)
+        rid = request_id_of(given).decode("latin-1")
         token = request_id.set(rid)
         start = time.perf_counter()
         status = 500

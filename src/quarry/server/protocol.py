@@ -31,6 +31,32 @@ _HTTP11 = b" HTTP/1.1\r\n"
 _END = b"\r\n\r\n"
 
 
+_RID = b"\nx-request-id:"
+_INM = b"\nif-none-match:"
+
+
+def _hot_headers(data: bytes, low: bytes, eol: int) -> tuple[bytes | None, bytes | None]:
+    """The x-request-id and If-None-Match of a request whose header block is ``data`` (``low``:
+    its lower-cased copy from offset ``eol``, the end of the request line). Each is looked
+    for only when present, so a request without them costs two substring searches."""
+    found: list[bytes | None] = []
+    for name in (_RID, _INM):
+        at = low.find(name)
+        if at < 0:
+            found.append(None)
+            continue
+        if low.find(name, at + 1) >= 0:
+            # Several: the parser's route reads them (the first id; every tag, joined).
+            raise _SeveralHeaders
+        start = eol + at + len(name)
+        found.append(data[start : data.index(b"\r\n", start)].strip(b" \t"))
+    return found[0], found[1]
+
+
+class _SeveralHeaders(Exception):
+    pass
+
+
 class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
     """Time limits, besides uvicorn's keep-alive between requests: a connection idle since it
     was made is closed after the keep-alive timeout too; a request's headers must all arrive
@@ -102,7 +128,7 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
                         or b"\nconnection" in low or b"\nexpect" in low
                         or b"\nupgrade" in low):
                     try:
-                        resp = hot.respond(b"GET", data[4:end])
+                        resp = hot.respond(b"GET", data[4:end], *_hot_headers(data, low, eol))
                     except Exception:
                         resp = None  # the ASGI route answers instead, and logs any error
                     if resp is not None:
@@ -208,8 +234,14 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
                     self._hot_put = []
                     self._hot_response = None
                     return
+            rid = inm = None
+            for key, value in self.headers:
+                if key == b"x-request-id":
+                    rid = rid or value  # the first, as ObservedApp reads it
+                elif key == b"if-none-match":
+                    inm = value if inm is None else inm + b", " + value
             try:
-                resp = hot.respond(method, self.url)
+                resp = hot.respond(method, self.url, rid, inm)
             except Exception:
                 # A bug in the shortcut must not read as a malformed request (httptools would
                 # turn it into a 400); the ASGI route answers instead, and logs any error.

@@ -27,14 +27,14 @@ def reason(status: int) -> bytes:
         return b"Unknown"
 
 
-_STATUS_LINES = {s: b"HTTP/1.1 %d %s\r\n" % (s, reason(s)) for s in range(100, 600)}
+STATUS_LINES = {s: b"HTTP/1.1 %d %s\r\n" % (s, reason(s)) for s in range(100, 600)}
 
 
 def raw_response(status: int, content_type: bytes, body: bytes, extra: bytes = b"") -> bytes:
     """A complete HTTP/1.1 response; used by the hot path only. ``extra``: more header lines,
     each ending with CRLF."""
     return b"%scontent-type: %s\r\n%scontent-length: %d\r\n\r\n%s" % (
-        _STATUS_LINES[status], content_type, extra, len(body), body)
+        STATUS_LINES[status], content_type, extra, len(body), body)
 
 
 class ErrorBody(BaseModel):

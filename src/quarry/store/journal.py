@@ -23,9 +23,10 @@ import orjson
 SEGMENT_BYTES = 64 << 20
 KEEP_SEGMENTS = 4
 
-# Event names. ``failed`` is published by pipelines; the store publishes the other two.
+# Event names. ``failed`` is published by pipelines; the store publishes the others.
 COMMIT = "commit"
 ALIAS = "alias"
+DELETED = "deleted"  # a dataset's refs were removed (its versions stay until gc)
 FAILED = "failed"
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from quarry.errors import BadRequest, PreconditionFailed
-from quarry.store.atomic import atomic_write_bytes
+from quarry.store.atomic import atomic_write_bytes, fsync_dir
+from quarry.store.tempfiles import temp_path
 
 # Dataset names are paths of simple segments (``weblogs``, ``qplan/raw``); ``@`` is reserved
 # for the ref files inside a dataset's folder, so names and refs can never collide.
@@ -206,6 +209,42 @@ class RefStore:
                 except FileNotFoundError:
                     continue  # deleted meanwhile
         return out
+
+    def remove_locked(self, dataset: str) -> None:
+        """Remove a dataset's refs (HEAD and aliases); the caller holds ``lock(dataset)``.
+
+        Its folder is renamed into the temp folder and removed there, so no reader ever sees
+        half the refs: the rename is the delete. A dataset with datasets below it
+        (``a`` of ``a/b``) keeps its folder: its aliases go first, then HEAD, each with one
+        rename, so every state in between is a dataset with fewer aliases (and a crash
+        leaves one whose delete can be run again)."""
+        folder = self._dir(dataset)
+        # A temp name: if this process dies before removing it, cleaning temp files does.
+        trash = temp_path(self.tmp_dir, "-deleted-refs")
+        trash.mkdir()
+        own = {HEAD, ALIASES}
+        try:
+            if all(entry in own for entry in os.listdir(folder)):
+                os.rename(folder, trash / "refs")
+            else:
+                for entry in (ALIASES, HEAD):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(folder / entry, trash / entry)
+            if self.durable:
+                fsync_dir(folder.parent)
+                fsync_dir(folder)  # (gone when renamed whole: then nothing to sync there)
+        except FileNotFoundError:
+            pass
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+        # Folders of names that held only this dataset (qplan of qplan/raw) go too.
+        parent = folder.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
 
     def datasets(self) -> list[str]:
         names = []

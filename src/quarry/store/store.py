@@ -19,7 +19,7 @@ from quarry.errors import BadRequest, Conflict, NotFound, PreconditionFailed, Qu
 from quarry.store.atomic import atomic_write_bytes, ensure_free_space, fsync_dir, fsync_path
 from quarry.store.blobs import BlobStore
 from quarry.store.commitlog import INLINE_MAX, INLINE_TOTAL, CommitLog, Record, boot_id
-from quarry.store.journal import ALIAS, COMMIT, Event, Journal
+from quarry.store.journal import ALIAS, COMMIT, DELETED, Event, Journal
 from quarry.store.manifest import Snapshot
 from quarry.store.refs import RefStore, check_alias_name, check_dataset_name
 from quarry.store.tempfiles import Stale, find_stale, remove_stale
@@ -449,6 +449,24 @@ class Store:
         self._notify(event, span)
         return previous
 
+    def delete_dataset(self, dataset: str) -> Event:
+        """Remove a dataset: its HEAD and aliases, at once (refs.remove_locked). Its versions
+        and blobs stay until ``gc`` finds nothing else keeps them. Returns the ``deleted``
+        event it journaled (``version``: the HEAD it had; ``aliases``: those it had)."""
+        check_dataset_name(dataset)
+        with self.refs.lock(dataset):
+            head = self.refs.get(dataset)
+            if head is None:
+                raise NotFound(f"no dataset named {dataset!r}")
+            aliases = self.refs.aliases(dataset)
+            self.refs.remove_locked(dataset)
+            self._ids.pop(dataset, None)
+            if self._fresh is not None and self._fresh[1].dataset == dataset:
+                self._fresh = None
+            event = Event(dataset, DELETED, None, head, None, extra={"aliases": aliases})
+            span = self.journal.append(event)
+        self._notify(event, span)
+        return event
 
 
 def _same_version(current: Snapshot, new: Snapshot) -> bool:

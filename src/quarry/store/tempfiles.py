@@ -17,6 +17,7 @@ import fcntl
 import itertools
 import os
 import secrets
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -184,6 +185,9 @@ def remove_stale(stale: Stale) -> None:
     (a temp file without its lock counts as stale, so an interrupted removal is finished by
     the next)."""
     for f in stale.files:
-        f.unlink(missing_ok=True)
+        if f.is_dir() and not f.is_symlink():  # the refs a killed dataset delete moved here
+            shutil.rmtree(f, ignore_errors=True)
+        else:
+            f.unlink(missing_ok=True)
     for lock in stale.locks:
         lock.unlink(missing_ok=True)

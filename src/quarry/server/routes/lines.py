@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import FastAPI, Path, Query
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from quarry.datasets.lines import parse_line_number
 from quarry.engine import Engine
-from quarry.errors import NotFound
+from quarry.server import answers
+from quarry.server.answers import if_none_match
 from quarry.server.names import line_number_schema
 from quarry.server.responses import error_responses
 from quarry.server.settings import ServeSettings
@@ -31,14 +32,16 @@ _ERRORS = {
 _DEFAULT_ERRORS = {**_ERRORS, 404: "No default dataset, or unknown version"}
 
 
-def _responses(text: str, errors: dict[int, str],
-               headers: dict[str, str] | None = None) -> dict[int | str, dict[str, Any]]:
+def _responses(text: str, errors: dict[int, str], headers: dict[str, str] | None = None,
+               conditional: bool = False) -> dict[int | str, dict[str, Any]]:
     ok: dict[str, Any] = {"description": text,
                           "content": {"text/plain": {"schema": {"type": "string"}}}}
+    if conditional:
+        headers = {**answers.CONDITIONAL_HEADERS, **(headers or {})}
     if headers:
         ok["headers"] = {k: {"description": v, "schema": {"type": "string"}}
                          for k, v in headers.items()}
-    return {200: ok, **error_responses(errors)}
+    return {200: ok, **(answers.NOT_MODIFIED if conditional else {}), **error_responses(errors)}
 
 
 def _stream_line(line: bytes, piece: int = 1 << 20) -> Iterator[bytes]:
@@ -52,28 +55,30 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
     # only the description's.
     line_number = Path(json_schema_extra=line_number_schema(base))
 
-    def line_response(dataset: str | None, n: str, version: str | None) -> Response:
-        if dataset is None:
-            raise NotFound("no default dataset: serve a file, or name one with --default, "
-                           "or use /datasets/<name>/lines/<n>")
-        i = parse_line_number(n, base)
-        line = engine.lines(dataset, version).line(i, base)  # numbered as the user does
-        if len(line) > (1 << 20):
-            return StreamingResponse(_stream_line(line), media_type=TEXT_TYPE)
-        return Response(line, media_type=TEXT_TYPE)
+    def line_response(request: Request, dataset: str | None, n: str,
+                      version: str | None) -> Response:
+        # answers.line: the very answer the hot path gives (hotpath.py), declared once.
+        answer = answers.line(engine, dataset, n, version, base, if_none_match(request))
+        if len(answer.body) > (1 << 20):
+            return StreamingResponse(_stream_line(answer.body), media_type=TEXT_TYPE,
+                                     headers=answer.header_dict())
+        return answer.response()
 
     @api.get("/lines/{n}", tags=["lines"], response_class=Response,
              summary="Line n of the default dataset (text/plain, no line ending)",
              responses=_responses("The line, without its line ending (UTF-8)",
-                                  _DEFAULT_ERRORS))
-    def default_line(n: str = line_number, version: str | None = None) -> Response:
-        return line_response(settings.default_dataset, n, version)
+                                  _DEFAULT_ERRORS, conditional=True))
+    def default_line(request: Request, n: str = line_number,
+                     version: str | None = None) -> Response:
+        return line_response(request, settings.default_dataset, n, version)
 
     @api.get("/datasets/{name:path}/lines/{n}", tags=["lines"], response_class=Response,
              summary="Line n of a dataset (text/plain, no line ending)",
-             responses=_responses("The line, without its line ending (UTF-8)", _ERRORS))
-    def dataset_line(name: str, n: str = line_number, version: str | None = None) -> Response:
-        return line_response(name, n, version)
+             responses=_responses("The line, without its line ending (UTF-8)", _ERRORS,
+                                  conditional=True))
+    def dataset_line(request: Request, name: str, n: str = line_number,
+                     version: str | None = None) -> Response:
+        return line_response(request, name, n, version)
 
     @api.get("/datasets/{name:path}/lines", tags=["lines"], response_class=Response,
              summary="A range of lines, streamed as newline-terminated text",

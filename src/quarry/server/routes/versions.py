@@ -18,7 +18,7 @@ from quarry.datasets.kinds import VersionWriter, WriteOptions
 from quarry.engine import Engine
 from quarry.errors import BadRequest, NotFound, PreconditionFailed
 from quarry.index.line_index import choose_mode
-from quarry.server import names, puts  # names registers the {name:dataset} convertor
+from quarry.server import answers, names, puts  # names registers {name:dataset}
 from quarry.server.puts import INLINE_BELOW, MAX_MESSAGE
 from quarry.server.responses import error_responses
 from quarry.server.settings import ServeSettings
@@ -26,6 +26,12 @@ from quarry.store.refs import check_dataset_name
 from quarry.versions import version_json
 
 HANDOFF = 4 << 20
+DELETED_BODY = {"type": "object", "required": ["dataset", "deleted", "version", "aliases"],
+                "properties": {
+                    "dataset": {"type": "string"}, "deleted": {"type": "boolean"},
+                    "version": {"type": "string", "description": "The HEAD it had"},
+                    "aliases": {"type": "object", "additionalProperties": {"type": "string"},
+                                "description": "The aliases it had"}}}
 # PUT .../aliases/<alias>'s body, when no ?version= is given (none at all: HEAD).
 ALIAS_BODY = {"type": "object", "required": ["version"],
               "properties": {"version": {"type": "string",
@@ -150,20 +156,36 @@ def install(api: FastAPI, engine: Engine, settings: ServeSettings) -> None:
              summary="The data of a version: HEAD, an id, a unique prefix or an alias",
              responses={200: {"description": "The data, with the media type it was PUT with "
                                               "(lines: text/plain)",
-                              "content": {"*/*": {"schema": {}}}},
+                              "content": {"*/*": {"schema": {}}},
+                              "headers": {k: {"description": v, "schema": {"type": "string"}}
+                                          for k, v in answers.CONDITIONAL_HEADERS.items()}},
+                        **answers.NOT_MODIFIED,
                         **error_responses({400: "A records dataset (not readable whole), "
                                                 "or a bad parameter",
                                            503: "The data is missing from the store"})})
-    async def get_data(name: str, version: str | None = None) -> Response:
-        vid, snap, data = engine.data(name, version)
-        headers = {"etag": f'"{vid}"', "x-quarry-version": vid}
+    async def get_data(request: Request, name: str, version: str | None = None) -> Response:
+        # answers.data_version: what the hot path answers too (hotpath.py), declared once.
+        found = answers.data_version(engine, name, version, answers.if_none_match(request))
+        if found.not_modified is not None:
+            return found.not_modified.response()
+        data, media = found.data, found.media_type.decode("latin-1")
+        headers = found.header_dict()
         if data.path is not None:
-            if snap.size < INLINE_BELOW:
-                return Response(data.path.read_bytes(), media_type=data.media_type,
-                                headers=headers)
-            return FileResponse(data.path, media_type=data.media_type, headers=headers)
-        return StreamingResponse(data.iter_bytes(), media_type=data.media_type,
-                                 headers=headers)
+            if found.snap.size < INLINE_BELOW:
+                return found.answer(data.path.read_bytes()).response()
+            return FileResponse(data.path, media_type=media, headers=headers)
+        return StreamingResponse(data.iter_bytes(), media_type=media, headers=headers)
+
+    @api.delete("/datasets/{name:dataset}", tags=["versions"],
+                summary="Remove a dataset: HEAD and aliases at once; its versions and blobs "
+                        "stay until gc",
+                responses={200: {"description": "Removed", "content": {"application/json": {
+                    "schema": DELETED_BODY}}},
+                           **error_responses({404: "No such dataset"})})
+    def delete_dataset(name: str) -> Response:
+        event = store.delete_dataset(name)
+        return _json({"dataset": name, "deleted": True, "version": event.parent,
+                      "aliases": dict(event.extra.get("aliases", {}))})
 
     # {name:dataset}: not a path below a dataset, so PUT /datasets/x/lines/3 is the 405 of a
     # read-only route, not a PUT of a dataset named "x/lines/3".
