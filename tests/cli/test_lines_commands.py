@@ -217,3 +217,21 @@ def test_serve_skips_a_dataset_with_a_damaged_head(tmp_path: Path,
     assert f"ref broken HEAD: {broken} holds no whole version record (0 bytes" in r.stdout
     code, out, _ = q(tmp_path / "d", "ls", "--json")
     assert code == 0 and [x["name"] for x in json_lines(out)] == ["frank"]
+
+
+def test_serve_skips_a_head_that_is_a_folder(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder where the HEAD log should be: every command said only 'error: Is a
+    directory' (exit 1) and serve did not start."""
+    d = str(tmp_path / "d")
+    assert runner.invoke(app, ["put", "frank", str(FRANKENSTEIN), "--data", d]).exit_code == 0
+    (tmp_path / "d" / "refs" / "broken" / "@HEAD").mkdir(parents=True)
+    started: list[ServeSettings] = []
+    monkeypatch.setattr("quarry.server.runner.run", started.append)
+    r = runner.invoke(app, ["serve", "--port", str(free_port()), "--data", d])
+    assert r.exit_code == 0 and started, r.stderr
+    assert r.stderr.startswith("skipped dataset broken:") and "@HEAD" in r.stderr
+    code, out, _ = q(tmp_path / "d", "ls", "--json")
+    assert code == 0 and [x["name"] for x in json_lines(out)] == ["frank"]
+    r = runner.invoke(app, ["fsck", "--data", d])
+    assert r.exit_code == 8 and "Is a directory" in r.output

@@ -68,12 +68,15 @@ def oracle(line: str) -> dict[str, object] | None:
 
     if g["size"] != "-" and int(g["size"]) >= 2**63:
         return None  # beyond the int64 column
+    us = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    if not 0 <= us < 9_000_000_000 * 10**6:
+        return None  # the epoch to 9e9 s, as ip,ts times (query answers float seconds)
 
     def dash(v: str | None) -> str | None:
         return None if v in (None, "-", "") else v
 
     return {"ip": format_ip(packed),
-            "ts": (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1),
+            "ts": us,
             "ident": dash(g["ident"]), "user": dash(g["user"]), "request": g["request"],
             "status": None if g["status"] == "-" else int(g["status"]),
             "size": None if g["size"] == "-" else int(g["size"]),

@@ -171,6 +171,25 @@ def test_a_long_response_outlives_every_timeout(tmp_path: Path) -> None:
             got += chunk
 
 
+def test_a_stream_pipelined_after_a_hot_answer_outlives_the_keep_alive_timeout(
+        tmp_path: Path) -> None:
+    """The hot answer armed the keep-alive timer; the request behind it in the same packet
+    (an event stream) was cut at the idle limit."""
+    with serving(tmp_path, "--keep-alive-timeout", "0.5") as port, _connect(port) as s:
+        s.sendall(b"GET /lines/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /events?dataset=later HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(1.5)
+        r = httpx.put(f"http://127.0.0.1:{port}/datasets/later", content=b"a line\n",
+                      params={"kind": "lines"})
+        assert r.status_code == 201
+        s.settimeout(5)
+        got = b""
+        while b"event: commit" not in got:
+            chunk = s.recv(65536)
+            assert chunk, f"the server closed the event stream: {got[-200:]!r}"
+            got += chunk
+
+
 def test_every_worker_applies_the_timeouts(tmp_path: Path) -> None:
     # Workers rebuild their settings from QUARRY_SERVE_SETTINGS; idle connections land on
     # either worker, and all of them must be closed.

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quarry.formats.ipaddr import parse_ips, string_parts
+from quarry.formats.ipts import MAX_SECONDS
 from quarry.formats.records import IP_FIELD, TS_FIELD, Parsed, blank_mask, group, to_text
 
 # An escaped-quote-aware quoted string, unrolled ([^"\\]*(\\.[^"\\]*)*), which RE2 runs
@@ -217,6 +218,9 @@ def parse_times(text: pa.Array) -> pa.Array:
             ok[i] = us is not None
             out[i] = us or 0
         result = pa.array(out, pa.int64()).cast(TS_FIELD.type)
+    # The range ip,ts times have (the epoch to MAX_SECONDS): what the query path turns into
+    # float seconds exactly. A zone offset can carry a year-1 or year-9999 time past it.
+    ok &= (out >= 0) & (out < int(MAX_SECONDS) * 1_000_000)
     return pc.if_else(pa.array(ok), result, pa.scalar(None, TS_FIELD.type))
 
 

@@ -212,7 +212,9 @@ def to_records(t: pa.Table) -> list[dict[str, Any]]:
             cols[f.name] = pc.if_else(arr.is_valid(), text, None).to_pylist() if len(arr) else []
         elif pa.types.is_timestamp(arr.type):
             us = arr.cast(pa.int64())
-            cols[f.name] = pc.divide(us.cast(pa.float64()), 1e6).to_pylist()
+            # Unchecked: a time beyond 2^53 µs (data ingested before times were bounded)
+            # loses precision in seconds rather than failing the whole answer.
+            cols[f.name] = pc.divide(us.cast(pa.float64(), safe=False), 1e6).to_pylist()
         else:
             cols[f.name] = arr.to_pylist()
     names = list(cols)

@@ -209,6 +209,11 @@ class QuarryHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
 
     def on_message_begin(self) -> None:
         self._idle = False
+        # A request pipelined after a hot answer in the same packet: the keep-alive timer
+        # that answer armed must not cut this one (an /events stream) at the idle limit.
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         if self._read_deadline is None:  # a request after another in the same packet
             self._read_deadline = self.loop.time() + self._header_timeout
         super().on_message_begin()

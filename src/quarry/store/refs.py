@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from quarry.errors import BadRequest, PreconditionFailed
+from quarry.errors import BadRequest, Corrupt, PreconditionFailed
 from quarry.store.atomic import atomic_write_bytes, fsync_dir
 from quarry.store.tempfiles import temp_path
 
@@ -102,15 +102,20 @@ class RefStore:
                 return self._file(dataset, alias).read_text().strip() or None
             except FileNotFoundError:
                 return None
+        path = os.path.join(self._dir_str(dataset), HEAD)
         try:
-            fd = os.open(os.path.join(self._dir_str(dataset), HEAD), os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except OSError as e:  # unreadable: damage that fsck reports, never a bare OSError
+            raise Corrupt(f"{path}: {e.strerror or e}") from None
         try:
             size = os.fstat(fd).st_size
             whole = size - size % RECORD  # a torn last record (a killed writer) is ignored
             n = min(whole, 2 * RECORD)
             tail = os.pread(fd, n, whole - n) if n else b""
+        except OSError as e:  # a folder where the HEAD log should be: EISDIR
+            raise Corrupt(f"{path}: {e.strerror or e}") from None
         finally:
             os.close(fd)
         # The last well-formed record; one garbled by a power loss falls back to the one

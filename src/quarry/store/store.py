@@ -280,7 +280,11 @@ class Store:
         ok: dict[str, Snapshot] = {}
         bad: dict[str, str] = {}
         for name in self.datasets():
-            head = self.refs.get(name)
+            try:
+                head = self.refs.get(name)
+            except QuarryError as e:  # unreadable (a folder where the HEAD log should be)
+                bad[name] = f"{e.detail} (damaged; run quarry fsck)"
+                continue
             if head is None:
                 bad[name] = (f"its HEAD ({self.refs.head_path(name)}) names no version "
                              "(damaged; run quarry fsck)")
