@@ -152,6 +152,20 @@ def test_a_body_that_stops_is_cut_off_at_the_body_timeout(tmp_path: Path, size: 
         assert httpx.get(f"http://127.0.0.1:{port}/datasets/steady/data").content == b"x" * size
 
 
+def _commit_is_streamed(port: int, s: socket.socket) -> None:
+    """After every timeout has passed, a commit to "later" still reaches the stream on s."""
+    time.sleep(1.5)
+    r = httpx.put(f"http://127.0.0.1:{port}/datasets/later", content=b"a line\n",
+                  params={"kind": "lines"})
+    assert r.status_code == 201
+    s.settimeout(5)
+    got = b""
+    while b"event: commit" not in got:
+        chunk = s.recv(65536)
+        assert chunk, f"the server closed the event stream: {got[-200:]!r}"
+        got += chunk
+
+
 def test_a_long_response_outlives_every_timeout(tmp_path: Path) -> None:
     """The timeouts are for reading requests: an answer still being sent (an event stream)
     keeps its connection however quiet the client is."""
@@ -159,16 +173,7 @@ def test_a_long_response_outlives_every_timeout(tmp_path: Path) -> None:
                  "--keep-alive-timeout", "0.3") as port, _connect(port) as s:
         s.sendall(b"GET /events?dataset=later HTTP/1.1\r\nHost: x\r\n\r\n")
         assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
-        time.sleep(1.5)
-        r = httpx.put(f"http://127.0.0.1:{port}/datasets/later", content=b"a line\n",
-                      params={"kind": "lines"})
-        assert r.status_code == 201
-        s.settimeout(5)
-        got = b""
-        while b"later" not in got:
-            chunk = s.recv(65536)
-            assert chunk, "the server closed the event stream"
-            got += chunk
+        _commit_is_streamed(port, s)
 
 
 def test_a_stream_pipelined_after_a_hot_answer_outlives_the_keep_alive_timeout(
@@ -178,16 +183,7 @@ def test_a_stream_pipelined_after_a_hot_answer_outlives_the_keep_alive_timeout(
     with serving(tmp_path, "--keep-alive-timeout", "0.5") as port, _connect(port) as s:
         s.sendall(b"GET /lines/1 HTTP/1.1\r\nHost: x\r\n\r\n"
                   b"GET /events?dataset=later HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(1.5)
-        r = httpx.put(f"http://127.0.0.1:{port}/datasets/later", content=b"a line\n",
-                      params={"kind": "lines"})
-        assert r.status_code == 201
-        s.settimeout(5)
-        got = b""
-        while b"event: commit" not in got:
-            chunk = s.recv(65536)
-            assert chunk, f"the server closed the event stream: {got[-200:]!r}"
-            got += chunk
+        _commit_is_streamed(port, s)
 
 
 def test_every_worker_applies_the_timeouts(tmp_path: Path) -> None:
