@@ -61,8 +61,6 @@ def test_non_ascii_credentials_are_refused_not_raised() -> None:
         assert not p.caller(header).authorized
         assert p.check("GET", "/datasets/vault/lines/1", header) is not None
         assert p.check("PUT", "/datasets/a", header) is not None
-    assert not p.caller_with_token("s3crét").authorized
-    assert p.caller_with_token(b"s3cret").authorized
     # A token of non-ASCII text works as its UTF-8 bytes.
     u = AccessPolicy("sécret", "127.0.0.1")
     assert u.caller("Bearer sécret".encode().decode("latin-1")).authorized

@@ -3,8 +3,9 @@
 The HTTP app and its hot path, the shard routes, metrics, event streams and the ZeroMQ
 endpoint each hold this object and never test names or tokens themselves, so a rule (what
 "closed" covers, how a token is compared, when writes need one) is decided in one place.
-It knows nothing of HTTP or ZeroMQ: a surface hands it the credential it received (an
-``Authorization`` header value, or a token frame) as bytes or text.
+It knows nothing of HTTP or ZeroMQ: an HTTP surface hands it the ``Authorization`` header
+value it received, as bytes or text; the ZeroMQ endpoints ask for a CURVE client (TRUSTED)
+or a plain one (ANONYMOUS).
 """
 
 from __future__ import annotations
@@ -92,11 +93,6 @@ class AccessPolicy:
             return ANONYMOUS
         # Compared as bytes: a str compare_digest raises on non-ASCII text (a 500 before).
         return Caller(hmac.compare_digest(raw[7:].strip(), self._token))
-
-    def caller_with_token(self, token: bytes | str | None) -> Caller:
-        """The caller behind a bare token (the ZeroMQ endpoint's token frame)."""
-        raw = _as_bytes(token)
-        return Caller(self._token is not None and hmac.compare_digest(raw, self._token))
 
     # -- reads ---------------------------------------------------------------------------
 

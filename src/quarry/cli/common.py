@@ -81,6 +81,20 @@ def _json(obj: Any) -> str:
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
+def where_json(text: str) -> dict[str, Any] | None:
+    """A ``--where`` written as a JSON object (it starts with ``{``); None for the other
+    forms (FIELD=VALUE and the like), which each command reads its own way."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"--where is not valid JSON: {e}") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("--where must be a JSON object")
+    return parsed
+
+
 def emit_json(obj: Any) -> None:
     """One compact JSON document on a line."""
     echo(_json(obj))

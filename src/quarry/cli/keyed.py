@@ -25,6 +25,7 @@ from quarry.cli.common import (
     note,
     print_table,
     read_store,
+    where_json,
 )
 from quarry.cli.ingest import ingest_app
 from quarry.defaults import DEFAULT_CHUNK_ROWS
@@ -45,13 +46,8 @@ def _where(items: list[str] | None) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     eq: dict[str, Any] = {}
     for item in items or []:
-        if item.lstrip().startswith("{"):
-            try:
-                parsed = orjson.loads(item)
-            except orjson.JSONDecodeError as e:
-                raise BadRequest(f"--where is not valid JSON: {e}") from None
-            if not isinstance(parsed, dict):
-                raise BadRequest("--where must be a JSON object")
+        parsed = where_json(item)
+        if parsed is not None:
             parts.append(parsed)
             continue
         name, sep, value = item.partition("=")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
 from typer.core import TyperGroup
 
@@ -35,6 +34,7 @@ from quarry.cli.common import (
     errors,
     note,
     read_store,
+    where_json,
 )
 from quarry.errors import BadRequest
 
@@ -80,12 +80,8 @@ def parse_where(text: str) -> Predicate:
     """One ``--where``: a JSON ``where`` object, or one of the short forms."""
     from quarry.query.predicate import parse
 
-    if text.lstrip().startswith("{"):
-        try:
-            return parse(orjson.loads(text))
-        except orjson.JSONDecodeError as e:
-            raise BadRequest(f"--where is not valid JSON: {e}") from None
-    return _short(text).to_predicate()
+    parsed = where_json(text)
+    return parse(parsed) if parsed is not None else _short(text).to_predicate()
 
 
 def _short(text: str) -> Filter:

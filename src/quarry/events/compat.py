@@ -85,9 +85,9 @@ def handle(store: Store, message: bytes, cache: ReplyCache | None = None,
         return error(f"one command per message; got {len(sections)} sections")
     try:
         dataset = resource_to_dataset(resource)
-        why = None if access is None else access[0].read_denied(access[1], dataset)
-        if why is not None:
-            return error(why.split(":")[0] + ": connect with a CURVE key the server lets in")
+        if access is not None and not access[0].may_read(access[1], dataset):
+            return error(f"dataset {access[0].closing(dataset)} is closed: connect with a "
+                         "CURVE key the server lets in")
         if verb == "PUT":
             put_bytes(store, dataset, data_of(head.lines), default_kind=DEFAULT_KIND,
                       opts=WriteOptions(message="PUT over ZeroMQ"))

@@ -152,6 +152,7 @@ class HotRoutes:
                 or has_sub_route(url[len(_DATASETS):].decode("ascii"))):
             return False  # (a path below a dataset: the ASGI app answers its 405)
         size = None
+        auth = None  # the first Authorization header, as the ASGI side reads it
         for key, value in headers:
             if key == b"content-length":
                 if not value.isdigit():
@@ -159,9 +160,10 @@ class HotRoutes:
                 size = int(value)
             elif key in (b"transfer-encoding", b"if-match", b"expect"):
                 return False
+            elif key == b"authorization" and auth is None:
+                auth = value
         if size is None or size > HOT_PUT_MAX or not commits_inline(self.engine.store, size):
             return False
-        auth = next((v for k, v in headers if k == b"authorization"), None)
         return self.policy.check("PUT", url.decode("ascii"), auth) is None
 
     def put(self, url: bytes, headers: list[tuple[bytes, bytes]],

@@ -39,6 +39,11 @@ def caller_of(request: Request) -> Caller:
     return policy.caller(request.headers.get("authorization"))
 
 
+def _first(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The value of the first header called ``name`` (lower case, as ASGI gives names)."""
+    return next((v for k, v in headers if k == name), None)
+
+
 class HeadAnswered(BaseException):
     """Raised into a route once a HEAD's headers are sent. A BaseException, so no error
     handler or 500 page in between takes it for a failure of the route."""
@@ -64,9 +69,9 @@ class ObservedApp:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = scope.get("headers") or ()
         # The first x-request-id, as the hot path reads it.
-        given = next((v for k, v in scope.get("headers") or () if k == b"x-request-id"), None)
-        rid = request_id_of(given).decode("latin-1")
+        rid = request_id_of(_first(headers, b"x-request-id")).decode("latin-1")
         token = request_id.set(rid)
         start = time.perf_counter()
         status = 500
@@ -97,9 +102,8 @@ class ObservedApp:
         try:
             # The first Authorization header, as the routes (Starlette's headers.get) read it:
             # a credential is read one way only.
-            auth = next((v for k, v in scope.get("headers") or () if k == b"authorization"),
-                        None)
-            denied = self.policy.check(method, scope["path"], auth)
+            denied = self.policy.check(method, scope["path"],
+                                       _first(headers, b"authorization"))
             if denied is not None:
                 body = orjson.dumps({"error": "unauthorized", "detail": denied[1]})
                 await send_wrapped({"type": "http.response.start", "status": denied[0],
